@@ -1,0 +1,186 @@
+"""The ``drift`` command: thin subcommands that parse arguments and call library functions.
+
+User errors print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from drift.errors import DriftError
+
+
+def _csv(value: str) -> list[str]:
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def _layers(value: str) -> list[int] | None:
+    """Parse ``all``, ``0,4,8``, ``-1`` or ``0-11`` (ranges inclusive) into layer indices."""
+    if value.strip() == "all":
+        return None
+    out: list[int] = []
+    for part in _csv(value):
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m:
+            out.extend(range(int(m[1]), int(m[2]) + 1))
+        elif re.fullmatch(r"-?\d+", part):
+            out.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(f"cannot read layers {value!r}: use 'all', '0,4,8', '-1' or '0-11'")
+    return out
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="hub id, local dir, .gguf file, or 'default' (SmolLM2-135M)")
+    p.add_argument("--adapter", help="PEFT adapter directory merged into the model")
+    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    p.add_argument("--dtype", default="auto", help="compute dtype: float32, float16, bfloat16, auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--no-chat-template", action="store_true", help="use the plain 'User: ... Assistant:' format")
+    p.add_argument("--plain-format", help="format for models without a chat template; must contain {instruction}")
+    p.add_argument("--system-prompt", help="system message (default: the template's own)")
+    p.add_argument("--thinking", choices=["on", "off"], help="the chat template's thinking switch (Qwen3)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="drift", description="polydrift: safety drift across languages")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("extract", help="capture residual-stream activations into an HDF5 store")
+    _add_model_args(p)
+    p.add_argument("--prompts", default="builtin:prompts", help="PATH, builtin:NAME, hf:NAME or polyrefuse:DIR")
+    p.add_argument("--langs", type=_csv, help="comma-separated ISO 639-1 codes to keep")
+    p.add_argument("--labels", type=_csv, help="harmful, harmless or both")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--sites", type=_csv, default=["resid_post"], help="resid_pre,resid_mid,resid_post")
+    p.add_argument("--layers", type=_layers, default=None, help="all (default), '0,4,8' or '0-11'")
+    p.add_argument("--positions", type=_csv, default=["last"], help="last,post_instruction,mean,all")
+    p.add_argument("--backend", default="hf", help="hf (default), nnsight or transformer_lens")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--storage-dtype", default="float32", help="float32, float16 or bfloat16")
+    p.add_argument("--padding-side", default="left", choices=["left", "right"])
+    p.add_argument("--resume", action="store_true", help="continue an interrupted extraction into the same --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new one is complete")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("info", help="print the provenance and shapes of an activation store")
+    p.add_argument("store", help="an .h5 file written by drift extract")
+    p.add_argument("--json", action="store_true", help="print the provenance as JSON")
+    return parser
+
+
+def _version() -> str:
+    from drift._version import __version__
+
+    return f"polydrift {__version__}"
+
+
+def _chat_options(args: argparse.Namespace):
+    from drift.models.chat import PLAIN_FORMAT, ChatOptions
+
+    return ChatOptions(
+        use_chat_template=not args.no_chat_template,
+        system_prompt=args.system_prompt,
+        enable_thinking=None if args.thinking is None else args.thinking == "on",
+        plain_format=(args.plain_format or PLAIN_FORMAT).replace("\\n", "\n"),
+    )
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """``drift extract``: validate everything cheap first, then load the model and capture."""
+    from drift.capture import CaptureConfig, extract
+    from drift.data import load_prompts
+    from drift.models import load_model
+    from drift.store import partial_path
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise DriftError(f"output {out} already exists: choose another --out, or pass --overwrite to replace it")
+    if args.resume and not partial_path(out).exists():
+        raise DriftError(f"nothing to resume: {partial_path(out)} does not exist (run without --resume)")
+    if not out.parent.is_dir():
+        raise DriftError(f"output folder {out.parent} does not exist: create it first")
+    config = CaptureConfig(
+        sites=tuple(args.sites),
+        layers=tuple(args.layers) if args.layers is not None else None,
+        positions=tuple(args.positions),
+        backend=args.backend,
+        batch_size=args.batch_size,
+        storage_dtype=args.storage_dtype,
+        padding_side=args.padding_side,
+    )
+    prompts = load_prompts(args.prompts, langs=args.langs, labels=args.labels)
+    chat = _chat_options(args)
+    lm = load_model(args.model, adapter=args.adapter, dtype=args.dtype, device=args.device,
+                    revision=args.revision, chat=chat)
+    path = extract(lm, prompts, out, config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {path} ({len(prompts)} prompts)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``drift info``: provenance and shapes of a store."""
+    from drift.store import open_store
+
+    with open_store(args.store) as store:
+        prov = store.provenance
+        if args.json:
+            print(json.dumps(prov, indent=2, sort_keys=True))
+            return 0
+        model, cap, run = prov["model"], prov["capture"], prov["run"]
+        df = store.prompts
+        print(f"store      {store.path} (layout {store._h5.attrs['encoding-version']}, complete={store.complete})")
+        print(f"run        {run['run_id']} (method={run['method']}, checkpoint={run['checkpoint']})")
+        print(f"model      {model['id']} [{model['family']}] layers={model['n_layers']} d_model={model['d_model']}")
+        print(f"weights    {model['weights'][:16]}  tokenizer {model['tokenizer_hash'][:16]}  "
+              f"template {model['chat_template_hash'][:16]}")
+        print(f"prompts    {prov['prompts']['name']} n={len(df)} hash={prov['prompts']['hash'][:16]}")
+        print(f"langs      {', '.join(f'{k}:{v}' for k, v in df['lang'].value_counts().sort_index().items())}")
+        print(f"labels     {', '.join(f'{k}:{v}' for k, v in df['label'].value_counts().sort_index().items())}")
+        print(f"capture    backend={cap['backend']} compute={cap['compute_dtype']} storage={store.storage_dtype} "
+              f"batch={cap['batch_size']} device={cap['device']}")
+        print(f"sites      {', '.join(store.sites)}")
+        print(f"layers     {store.layers}")
+        print(f"positions  {store.positions}" + ("  + all tokens (ragged)" if store.has_ragged else ""))
+        print(f"shape      ({store.n_prompts}, {len(store.positions)}, {store.d_model}) per site and layer")
+        print(f"software   polydrift {prov['polydrift_version']}, " +
+              ", ".join(f"{k} {v}" for k, v in prov["software"].items()))
+    return 0
+
+
+COMMANDS = {"extract": cmd_extract, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``drift`` command; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        return COMMANDS[args.command](args)
+    except DriftError as e:
+        print(f"drift: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("drift: interrupted; an extraction can continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Prompt sets written by the polydrift authors and shipped with the package."""
