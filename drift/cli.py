@@ -76,6 +76,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new one is complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("demo", help="run the embedded demo on the default model (CPU is fine)")
+    p.add_argument("--out-dir", help="where to write (default: the cache's demo/ folder)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("info", help="print the provenance and shapes of an activation store")
     p.add_argument("store", help="an .h5 file written by drift extract")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
@@ -161,7 +167,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": cmd_extract, "info": cmd_info}
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``drift demo``: the embedded study on the default model."""
+    from drift.demo import run_demo
+
+    run_demo(args.out_dir, device=args.device, batch_size=args.batch_size, progress=not args.quiet)
+    return 0
+
+
+COMMANDS = {"extract": cmd_extract, "info": cmd_info, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
