@@ -25,6 +25,7 @@ FAMILY_CONFIGS = {
     "mistral": ("MistralConfig", {}),
     "gemma2": ("Gemma2Config", {"head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 16}),
     "gemma3_text": ("Gemma3TextConfig", {"head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 16}),
+    "olmo2": ("Olmo2Config", {}),
     "gpt2": ("GPT2Config", {}),
 }
 

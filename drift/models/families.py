@@ -26,6 +26,9 @@ class FamilySpec:
         absolute_positions: The model adds learned position embeddings (GPT-2), so left padding needs explicit
             position ids.
         fp16_safe: Activations stay within float16 range (Gemma's do not).
+        embeddings: Dotted paths of the embedding tables that write into the residual stream.
+        writers: Names, inside a block, of the linear maps whose outputs are added to the residual stream. Empty
+            when a norm sits between them and the residual (Gemma 2/3), where weight orthogonalisation is inexact.
     """
 
     model_type: str
@@ -34,10 +37,12 @@ class FamilySpec:
     mid_norm: str
     absolute_positions: bool = False
     fp16_safe: bool = True
+    embeddings: tuple[str, ...] = ("model.embed_tokens",)
+    writers: tuple[str, ...] = ("self_attn.o_proj", "mlp.down_proj")
 
 
 _LLAMA_LIKE = dict(layers="model.layers", final_norm="model.norm", mid_norm="post_attention_layernorm")
-_GEMMA_LIKE = dict(layers="model.layers", final_norm="model.norm", mid_norm="pre_feedforward_layernorm")
+_GEMMA_LIKE = dict(layers="model.layers", final_norm="model.norm", mid_norm="pre_feedforward_layernorm", writers=())
 
 FAMILIES: dict[str, FamilySpec] = {
     spec.model_type: spec
@@ -46,7 +51,8 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec("mistral", **_LLAMA_LIKE),
         FamilySpec("qwen2", **_LLAMA_LIKE),
         FamilySpec("qwen3", **_LLAMA_LIKE),
-        FamilySpec("olmo2", layers="model.layers", final_norm="model.norm", mid_norm="post_attention_layernorm"),
+        # OLMo 2 normalises sublayer outputs and feeds the raw residual to the MLP.
+        FamilySpec("olmo2", layers="model.layers", final_norm="model.norm", mid_norm="mlp", writers=()),
         FamilySpec("gemma", **_LLAMA_LIKE, fp16_safe=False),
         FamilySpec("gemma2", **_GEMMA_LIKE, fp16_safe=False),
         FamilySpec("gemma3_text", **_GEMMA_LIKE, fp16_safe=False),
@@ -56,8 +62,18 @@ FAMILIES: dict[str, FamilySpec] = {
             final_norm="model.language_model.norm",
             mid_norm="pre_feedforward_layernorm",
             fp16_safe=False,
+            embeddings=("model.language_model.embed_tokens",),
+            writers=(),
         ),
-        FamilySpec("gpt2", layers="transformer.h", final_norm="transformer.ln_f", mid_norm="ln_2", absolute_positions=True),
+        FamilySpec(
+            "gpt2",
+            layers="transformer.h",
+            final_norm="transformer.ln_f",
+            mid_norm="ln_2",
+            absolute_positions=True,
+            embeddings=("transformer.wte", "transformer.wpe"),
+            writers=("attn.c_proj", "mlp.c_proj"),
+        ),
     )
 }
 

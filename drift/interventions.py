@@ -1,0 +1,168 @@
+"""Interventions on the residual stream: directional ablation, activation addition, patching, weight orthogonalisation.
+
+Runtime interventions are context managers that register forward hooks on a loaded model and remove them on exit, so
+the same code serves capture, scoring and generation::
+
+    with ablate_direction(lm, r):          # project r out everywhere (Arditi et al. 2024)
+        scores = refusal_scores(lm, prompts)
+    with add_direction(lm, r, layer=12):   # add r to the input of block 12 at every position
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from drift.capture.sites import SITES, hook_target
+from drift.errors import DriftError
+from drift.models.families import decoder_layers, get_submodule
+
+
+def _as_tensor(vec, lm) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(vec) if not isinstance(vec, torch.Tensor) else vec)
+    if t.ndim != 1 or t.shape[0] != lm.d_model:
+        raise DriftError(f"direction must be a vector of length d_model={lm.d_model}, got shape {tuple(t.shape)}")
+    return t.to(device=lm.device, dtype=torch.float32)
+
+
+def _replace_first(x, new: torch.Tensor):
+    if isinstance(x, tuple):
+        return (new, *x[1:])
+    return new
+
+
+@contextmanager
+def edit_sites(lm, edits: dict[tuple[str, int], Callable[[torch.Tensor], torch.Tensor]]) -> Iterator[None]:
+    """Replace the residual at each (site, layer) by ``fn(hidden)`` during forward passes inside the block.
+
+    ``resid_pre`` edits the block's input, ``resid_post`` its output, ``resid_mid`` the input of the MLP branch.
+    """
+    handles = []
+    try:
+        for (site, layer), fn in edits.items():
+            module, kind = hook_target(lm.model, lm.family, site, layer)
+            if kind == "pre":
+
+                def pre(mod, args, kwargs, fn=fn):
+                    if args:
+                        return (fn(args[0]), *args[1:]), kwargs
+                    return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
+
+                handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+            else:
+
+                def post(mod, args, output, fn=fn):
+                    return _replace_first(output, fn(output[0] if isinstance(output, tuple) else output))
+
+                handles.append(module.register_forward_hook(post))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def project_out(hidden: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+    """Remove the component of ``hidden`` (..., d) along the unit vector ``unit`` (computed in float32)."""
+    u = unit.to(hidden.device)
+    h = hidden.float()
+    return (h - (h @ u)[..., None] * u).to(hidden.dtype)
+
+
+@contextmanager
+def ablate_direction(lm, direction, layers: Iterable[int] | None = None, sites: Iterable[str] = SITES) -> Iterator[None]:
+    """Project ``direction`` out of the residual stream at every given layer and site (default: everywhere).
+
+    With the defaults the direction never appears in the residual stream, which is what directional ablation in
+    Arditi et al. (2024) does, and what :func:`orthogonalize_weights` makes permanent.
+    """
+    d = _as_tensor(direction, lm)
+    if not torch.isfinite(d).all():
+        raise DriftError("the direction to ablate has non-finite entries")
+    if d.norm() == 0:  # e.g. a difference of means over identical template tokens at layer 0: nothing to remove
+        yield
+        return
+    unit = d / d.norm()
+    layers = range(lm.n_layers) if layers is None else layers
+    with edit_sites(lm, {(s, layer): (lambda h: project_out(h, unit)) for layer in layers for s in sites}):
+        yield
+
+
+@contextmanager
+def add_direction(lm, direction, layer: int, coeff: float = 1.0, site: str = "resid_pre") -> Iterator[None]:
+    """Add ``coeff * direction`` to the residual at (site, layer) at every position (activation addition)."""
+    vec = coeff * _as_tensor(direction, lm)
+    with edit_sites(lm, {(site, layer): lambda h: (h.float() + vec.to(h.device)).to(h.dtype)}):
+        yield
+
+
+@contextmanager
+def patch_activations(lm, site: str, layer: int, source: torch.Tensor, mask: torch.Tensor) -> Iterator[None]:
+    """Overwrite the residual at (site, layer) with ``source`` where ``mask`` is true.
+
+    Args:
+        lm: The model to patch into.
+        site: Residual site.
+        layer: Layer index.
+        source: (batch, seq, d) activations from another run on the same padded batch.
+        mask: (batch, seq) boolean, the positions to overwrite.
+    """
+    m = mask.to(lm.device)[..., None]
+
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        return torch.where(m, source.to(device=h.device, dtype=h.dtype), h)
+
+    with edit_sites(lm, {(site, layer): fn}):
+        yield
+
+
+def _orthogonalize_linear(module: torch.nn.Module, unit: torch.Tensor) -> None:
+    """Make a map that writes into the residual stream write nothing along ``unit``."""
+    w = module.weight
+    u = unit.to(device=w.device, dtype=torch.float32)
+    if isinstance(module, torch.nn.Linear):  # weight (d_model, in)
+        w.copy_((w.float() - u[:, None] * (u @ w.float())[None, :]).to(w.dtype))
+    elif type(module).__name__ == "Conv1D":  # GPT-2: weight (in, d_model)
+        w.copy_((w.float() - (w.float() @ u)[:, None] * u[None, :]).to(w.dtype))
+    else:
+        raise DriftError(f"cannot orthogonalise a {type(module).__name__}: only Linear and Conv1D are supported")
+    if getattr(module, "bias", None) is not None:
+        b = module.bias
+        b.copy_((b.float() - (b.float() @ u) * u).to(b.dtype))
+
+
+@torch.no_grad()
+def orthogonalize_weights(lm, direction) -> None:
+    """Edit the weights in place so that nothing writes ``direction`` into the residual stream.
+
+    Embeddings and every block's attention and MLP output maps are projected orthogonally to the direction, which
+    gives the same outputs as :func:`ablate_direction` at every layer and site. A tied LM head is untied first so
+    the output layer stays as it was.
+
+    Raises:
+        DriftError: The family normalises sublayer outputs (Gemma 2/3, OLMo 2), where no weight edit is exact.
+    """
+    fam = lm.family
+    if not fam.writers:
+        raise DriftError(
+            f"weight orthogonalisation is not exact for {fam.model_type} (its sublayer outputs pass through a norm "
+            "before the residual): use runtime ablation (ablate_direction) instead"
+        )
+    unit = _as_tensor(direction, lm)
+    unit = unit / unit.norm()
+    head = lm.model.get_output_embeddings()
+    embed = lm.model.get_input_embeddings()
+    if head is not None and head.weight.data_ptr() == embed.weight.data_ptr():
+        head.weight = torch.nn.Parameter(head.weight.detach().clone())
+        lm.model.config.tie_word_embeddings = False
+        if hasattr(lm.model.config, "get_text_config"):
+            lm.model.config.get_text_config().tie_word_embeddings = False
+    for path in fam.embeddings:
+        table = get_submodule(lm.model, path).weight
+        table.copy_((table.float() - (table.float() @ unit)[:, None] * unit[None, :]).to(table.dtype))
+    for block in decoder_layers(lm.model, fam):
+        for name in fam.writers:
+            _orthogonalize_linear(block.get_submodule(name), unit)
