@@ -35,6 +35,14 @@ def _layers(value: str) -> list[int] | None:
     return out
 
 
+def _offsets(value: str) -> list[int]:
+    """Parse post-instruction offsets such as ``-1,-2``."""
+    out = [int(x) for x in _csv(value) if re.fullmatch(r"-\d+", x)]
+    if len(out) != len(_csv(value)) or not out:
+        raise argparse.ArgumentTypeError(f"cannot read positions {value!r}: give negative offsets such as -1,-2")
+    return out
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="hub id, local dir, .gguf file, or 'default' (SmolLM2-135M)")
     p.add_argument("--adapter", help="PEFT adapter directory merged into the model")
@@ -75,6 +83,38 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction into the same --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new one is complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("directions", help="fit refusal directions from a store; optionally select one on the model")
+    p.add_argument("store", help="an .h5 store with harmful and harmless prompts")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--select", action="store_true", help="run the Arditi et al. selection (needs the model)")
+    p.add_argument("--model", help="model for --select (default: the store's model id)")
+    p.add_argument("--adapter", help="PEFT adapter for --select")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--site", default="resid_pre", help="site of the candidate directions (default resid_pre)")
+    p.add_argument("--val-fraction", type=float, default=0.25, help="held-out share of prompt groups for --select")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cross-lingual", action="store_true", help="with --select: ablate each language's direction")
+    p.add_argument("--layers", type=_layers, default=None, help="layers to fit and score (default: all in the store)")
+    p.add_argument("--positions", type=_offsets, help="candidate positions for --select, e.g. -1,-2 (default: all)")
+    p.add_argument("--kl-threshold", type=float, default=0.1, help="selection filter (default 0.1)")
+    p.add_argument("--induce-threshold", type=float, default=0.0, help="steering score must exceed this (default 0)")
+    p.add_argument("--prune-layer-fraction", type=float, default=0.2, help="drop the last share of layers (0.2)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("compare", help="drift between a base and a fine-tuned store (CKA, cosine, directions)")
+    p.add_argument("base", help="store of the base model")
+    p.add_argument("ft", help="store of the fine-tuned model (same prompts)")
+    p.add_argument("--out", required=True, help="output .csv or .parquet")
+    p.add_argument("--metrics", type=_csv, help="linear_cka,debiased_cka,rbf_cka,cosine,rel_norm_change,"
+                   "direction_cosine,proj_shift (default: all but rbf_cka)")
+    p.add_argument("--by-lang", action="store_true", help="also per language (pooled rows have lang=all)")
+    p.add_argument("--sites", type=_csv)
+    p.add_argument("--layers", type=_layers, default=None)
+    p.add_argument("--rbf-threshold", type=float, default=1.0)
+    p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("demo", help="run the embedded demo on the default model (CPU is fine)")
     p.add_argument("--out-dir", help="where to write (default: the cache's demo/ folder)")
@@ -175,7 +215,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": cmd_extract, "info": cmd_info, "demo": cmd_demo}
+def cmd_directions(args: argparse.Namespace) -> int:
+    """``drift directions``: fit (and optionally select) refusal directions."""
+    from drift.pipeline import run_directions
+
+    written = run_directions(args.store, args.out, select=args.select, model=args.model, adapter=args.adapter,
+                             device=args.device, dtype=args.dtype, site=args.site, val_fraction=args.val_fraction,
+                             batch_size=args.batch_size, cross_lingual=args.cross_lingual, layers=args.layers,
+                             positions=args.positions,
+                             filters={"kl_threshold": args.kl_threshold, "induce_threshold": args.induce_threshold,
+                                      "prune_layer_fraction": args.prune_layer_fraction},
+                             overwrite=args.overwrite, progress=not args.quiet)
+    if args.select:
+        sel = json.loads(written["selection.json"].read_text())
+        print(f"selected position {sel['pos']}, layer {sel['layer']} ({sel['n_passed']} of {sel['n_candidates']} "
+              "candidates passed the filters)")
+    print(f"wrote {', '.join(str(p) for p in written.values())}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``drift compare``: drift records between two stores."""
+    from drift.pipeline import run_compare
+
+    path = run_compare(args.base, args.ft, args.out, metrics=args.metrics, by_lang=args.by_lang,
+                       overwrite=args.overwrite, sites=args.sites, layers=args.layers,
+                       rbf_threshold=args.rbf_threshold)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "extract": cmd_extract,
+    "info": cmd_info,
+    "demo": cmd_demo,
+    "directions": cmd_directions,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

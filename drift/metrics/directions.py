@@ -56,7 +56,10 @@ class MeanDiff:
             raise DriftError(f"language {lang!r} lacks harmful or harmless prompts at {self.site} layer {self.layer}")
         i = self._pos(position)
         d = self.means[(lang, "harmful")][i] - self.means[(lang, "harmless")][i]
-        return d / np.linalg.norm(d) if unit else d
+        if not unit:
+            return d
+        norm = np.linalg.norm(d)
+        return d / norm if norm > 0 else np.full_like(d, np.nan)  # a zero direction has no unit vector
 
 
 class MeanFitter:

@@ -89,7 +89,8 @@ def select_candidate(candidates: Iterable[Candidate], n_layers: int | None = Non
     if not passed:
         raise DriftError(
             "no candidate direction passes the filters (KL below threshold, positive steering score, early layer): "
-            "use more or different prompts, or relax --kl-threshold"
+            "a model that does not refuse has no refusal to find; otherwise use more prompts or relax "
+            "--kl-threshold / --induce-threshold"
         )
     return Selection(passed[0], tuple(passed), len(candidates), n_layers)
 

@@ -225,6 +225,18 @@ def load_model(
     return LoadedModel(hf_model, tok, family, model_id, source, adapter, chat=chat or ChatOptions())
 
 
+def reload_spec(model_provenance: dict) -> str:
+    """What to pass to :func:`load_model` to reload the model recorded in a store's ``provenance['model']``.
+
+    The embedded default model is recorded under its hub name but loads from the cache, so it maps back to
+    ``default``; local directories and GGUF files are recorded by their resolved paths.
+    """
+    model_id = model_provenance["id"]
+    if model_id == DEFAULT_MODEL_NAME and model_provenance.get("source") == str(default_model_dir()):
+        return DEFAULT_MODEL
+    return model_id
+
+
 def _merge_adapter(model: torch.nn.Module, adapter: str) -> torch.nn.Module:
     if not (Path(adapter) / "adapter_config.json").exists():
         raise DriftError(f"adapter directory not found or has no adapter_config.json: {adapter}")

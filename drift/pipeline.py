@@ -1,0 +1,158 @@
+"""Stage functions: files in, files out. The CLI and notebooks call these; this is where compute meets I/O."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from drift.errors import DriftError
+
+
+def _out_dir(path: str | Path, names: list[str], overwrite: bool) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise DriftError(f"--out {out} is a file: give a folder")
+    clash = [n for n in names if (out / n).exists()]
+    if clash and not overwrite:
+        raise DriftError(f"{out} already holds {', '.join(clash)}: choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def prompts_of_store(store):
+    """Rebuild the PromptSet a store was extracted from (its prompt table)."""
+    from drift.data.records import Prompt, PromptSet
+
+    cols = ["id", "group", "lang", "label", "category", "text", "source"]
+    return PromptSet([Prompt(*row) for row in store.prompts[cols].itertuples(index=False)], "store")
+
+
+def run_directions(
+    store_path: str | Path,
+    out: str | Path,
+    select: bool = False,
+    model: str | None = None,
+    adapter: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    site: str = "resid_pre",
+    val_fraction: float = 0.25,
+    batch_size: int = 16,
+    cross_lingual: bool = False,
+    layers: list[int] | None = None,
+    positions: list | None = None,
+    filters: dict | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Fit refusal directions from a store; optionally run the Arditi et al. selection on the model.
+
+    Writes ``directions.npz`` (class means for every site, layer, position and language), ``directions.csv``
+    (direction norms, long-form) and ``cosine_matrix.csv`` (language x language cosines). With ``select``, the store's
+    prompts are split by group: directions are fitted on the training groups and candidates scored on the held-out
+    ones, writing ``candidates.csv``, ``selection.json`` and ``selected_direction.npy`` (and, with
+    ``cross_lingual``, ``cross_lingual.csv``). ``layers`` and ``positions`` restrict fitting and candidates;
+    ``filters`` overrides ``kl_threshold``, ``induce_threshold`` or ``prune_layer_fraction``. When no candidate
+    passes, ``candidates.csv`` is still written before the error.
+    """
+    import pandas as pd
+
+    from drift.metrics.directions import fit_directions
+    from drift.store import open_store
+
+    names = ["directions.npz", "directions.csv", "cosine_matrix.csv"]
+    if select:
+        names += ["candidates.csv", "selection.json", "selected_direction.npy"]
+    out = _out_dir(out, names, overwrite)
+    with open_store(store_path) as store:
+        prompts = prompts_of_store(store)
+        train_rows = None
+        if select:
+            train, _ = prompts.split(val_fraction, seed=0)
+            keep = {p.id for p in train}
+            train_rows = np.flatnonzero(store.prompts["id"].isin(keep).to_numpy())
+        dirs = fit_directions(store, layers=layers, rows=train_rows)
+        dirs.save(out / "directions.npz")
+        norms, cosines = [], []
+        for (s, layer), md in dirs.items.items():
+            for pos in md.positions:
+                langs, mat = dirs.cosine_matrix(s, layer, pos)
+                for i, a in enumerate(langs):
+                    norms.append(dict(site=s, layer=layer, position=str(pos), lang=a, metric="direction_norm",
+                                      value=float(np.linalg.norm(md.direction(pos, a))),
+                                      n=md.counts[(a, "harmful")] + md.counts[(a, "harmless")]))
+                    cosines += [dict(site=s, layer=layer, position=str(pos), lang_a=a, lang_b=b, value=float(mat[i, j]))
+                                for j, b in enumerate(langs)]
+        pd.DataFrame(norms).to_csv(out / "directions.csv", index=False)
+        pd.DataFrame(cosines).to_csv(out / "cosine_matrix.csv", index=False)
+        written = {n: out / n for n in names[:3]}
+        if select:
+            written |= _select(store, dirs, prompts, out, model, adapter, device, dtype, site, val_fraction,
+                               batch_size, cross_lingual, progress, positions, filters or {})
+    return written
+
+
+def _select(store, dirs, prompts, out, model, adapter, device, dtype, site, val_fraction, batch_size, cross_lingual,
+            progress, positions, filters) -> dict[str, Path]:
+    import pandas as pd
+
+    from drift.causal import cross_lingual_ablation, evaluate_candidates
+    from drift.metrics.selection import PRUNE_LAYER_FRACTION, select_candidate
+    from drift.models import load_model
+
+    if site not in dirs.sites:
+        raise DriftError(f"the store has no {site} activations: extract with --sites {site} to run the selection")
+    from drift.models.loading import reload_spec
+
+    spec = model or reload_spec(store.provenance["model"])
+    lm = load_model(spec, adapter=adapter or store.provenance["model"].get("adapter"), device=device, dtype=dtype)
+    if lm.weights_fingerprint() != store.provenance["model"]["weights"]:
+        raise DriftError("the model given to --select is not the one the store was extracted from (weights differ)")
+    _, val = prompts.split(val_fraction, seed=0)
+    harmful, harmless = val.filter(labels=["harmful"]), val.filter(labels=["harmless"])
+    if not len(harmful) or not len(harmless):
+        raise DriftError("the held-out split lacks harmful or harmless prompts: use more prompts or --val-fraction")
+    # Layers in the last 20% can never be chosen, so they are not scored.
+    prune = filters.get("prune_layer_fraction", PRUNE_LAYER_FRACTION)
+    layers = [layer for layer in dirs.layers if layer < int(lm.n_layers * (1 - prune))]
+    cands = evaluate_candidates(lm, dirs, harmful, harmless, site=site, positions=positions, layers=layers,
+                                batch_size=batch_size, progress=progress)
+    pd.DataFrame([c.to_dict() for c in cands]).to_csv(out / "candidates.csv", index=False)
+    try:
+        sel = select_candidate(cands, lm.n_layers, **filters)
+    except DriftError as e:
+        raise DriftError(f"{e} (scores of every candidate are in {out / 'candidates.csv'})") from None
+    vec = dirs.direction(site, sel.chosen.layer, sel.chosen.position)
+    np.save(out / "selected_direction.npy", vec)
+    _write_json({"pos": sel.chosen.position, "layer": sel.chosen.layer, "site": site, "chosen": sel.chosen.to_dict(),
+                 "n_candidates": sel.n_candidates, "n_passed": len(sel.passed), "n_layers": sel.n_layers,
+                 "run": store.run.to_dict(), "n_val_harmful": len(harmful), "n_val_harmless": len(harmless)},
+                out / "selection.json")
+    written = {n: out / n for n in ("candidates.csv", "selection.json", "selected_direction.npy")}
+    if cross_lingual:
+        recs = cross_lingual_ablation(lm, dirs, harmful, site, sel.chosen.layer, sel.chosen.position, batch_size)
+        pd.DataFrame(recs).to_csv(out / "cross_lingual.csv", index=False)
+        written["cross_lingual.csv"] = out / "cross_lingual.csv"
+    return written
+
+
+def run_compare(base_path: str | Path, ft_path: str | Path, out: str | Path, metrics=None, by_lang: bool = False,
+                overwrite: bool = False, **kwargs) -> Path:
+    """Compare two stores and write drift records (CSV or Parquet); see :func:`drift.compare.compare_stores`."""
+    from drift.compare import DEFAULT_METRICS, compare_stores, write_records
+    from drift.store import open_store
+
+    out = Path(out)
+    if out.exists() and not overwrite:  # fail before any compute
+        raise DriftError(f"output {out} already exists: choose another --out, or pass --overwrite")
+    with open_store(base_path) as base, open_store(ft_path) as ft:
+        records = compare_stores(base, ft, metrics=metrics or DEFAULT_METRICS, by_lang=by_lang, **kwargs)
+    return write_records(records, out, overwrite=overwrite)
