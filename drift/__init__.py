@@ -31,6 +31,10 @@ _LAZY = {
     "load_polyrefuse": "drift.data",
     "load_table": "drift.data",
     "RunManifest": "drift.runs",
+    "linear_cka": "drift.metrics",
+    "debiased_cka": "drift.metrics",
+    "rbf_cka": "drift.metrics",
+    "fit_directions": "drift.metrics",
 }
 
 __all__ = ["DriftError", "__version__", *sorted(_LAZY)]

@@ -166,3 +166,46 @@ def orthogonalize_weights(lm, direction) -> None:
     for block in decoder_layers(lm.model, fam):
         for name in fam.writers:
             _orthogonalize_linear(block.get_submodule(name), unit)
+
+
+def save_orthogonalized(lm, direction, out_dir, overwrite: bool = False):
+    """Orthogonalise a copy of the weights against ``direction`` and save it as a new checkpoint with a manifest.
+
+    The folder gets the model (safetensors), its tokenizer and a ``polydrift-run.json`` manifest (method
+    ``orthogonalized``), so later stages identify it by ``run_id``. The model in ``lm`` is left unchanged.
+
+    Returns:
+        The checkpoint folder.
+    """
+    import copy
+    import hashlib
+    import json
+    import shutil
+    from pathlib import Path
+
+    from drift.models.loading import LoadedModel
+    from drift.runs import MANIFEST_NAME, RunManifest, make_run_id
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DriftError(f"{out} is not empty: choose another folder or pass overwrite=True")
+    edited = LoadedModel(copy.deepcopy(lm.model), lm.tokenizer, lm.family, lm.model_id, lm.source, lm.adapter,
+                         chat=lm.chat)
+    orthogonalize_weights(edited, direction)
+    weights = edited.weights_fingerprint()
+    vec = np.asarray(direction, dtype=np.float64)
+    manifest = RunManifest(
+        run_id=make_run_id(lm.model_id, weights, "orthogonalized"), model=lm.model_id, checkpoint=str(out.resolve()),
+        method="orthogonalized", weights=weights,
+        extra={"direction_sha256": hashlib.sha256(vec.tobytes()).hexdigest(), "direction_norm": float(np.linalg.norm(vec)),
+               "base_weights": lm.weights_fingerprint()},
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    edited.model.save_pretrained(tmp, safe_serialization=True)
+    lm.tokenizer.save_pretrained(tmp)
+    (tmp / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

@@ -27,6 +27,35 @@ def test_python_examples_run(doc, tmp_path):
         assert proc.returncode == 0, f"{doc} python block {i} failed:\n{code}\n{proc.stderr[-2000:]}"
 
 
+def test_drift_metrics_page_runs(tmp_path):
+    """Shell block first (it writes /tmp-style paths, redirected here), then the Python blocks that read them."""
+    page = (ROOT / "docs/drift-metrics.md").read_text(encoding="utf-8")
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    shell = _blocks(ROOT / "docs/drift-metrics.md", "bash")
+    for block in shell[:1]:
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("/tmp/", f"{tmp_path}/")],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "sel" / "selection.json").exists() and (tmp_path / "sel" / "cross_lingual.csv").exists()
+    for i, code in enumerate(_blocks(ROOT / "docs/drift-metrics.md", "python")):
+        script = tmp_path / f"m{i}.py"
+        script.write_text(code.replace("/tmp/", f"{tmp_path}/"), encoding="utf-8")
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, f"python block {i} failed:\n{code}\n{proc.stderr[-2000:]}"
+    for block in shell[1:]:
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("/tmp/", f"{tmp_path}/")],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "method=orthogonalized" in proc.stdout and "drift compare" in page
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "drift.csv")
+    ortho = df[(df.metric == "proj_shift_harmful") & (df.lang == "all") & (df.layer == 12) & (df.position == "last")]
+    assert len(ortho) == 1
+
+
 def test_capture_page_shell_example(tmp_path):
     (block,) = _blocks(ROOT / "docs/capture.md", "bash")
     script = block.replace("/tmp/", f"{tmp_path}/")

@@ -103,3 +103,20 @@ def test_restore_with_direction(tiny_dirs, prompts):
     pooled = [x["value"] for x in recs if x["lang"] == "all"]
     assert pooled[0] < pooled[1] < pooled[2]
     assert pooled[0] == pytest.approx(score_prompts(lm, prompts).refusal.mean())
+
+
+def test_save_orthogonalized_checkpoint(tiny_dirs, prompts, tmp_path):
+    from drift.interventions import save_orthogonalized
+
+    lm, r = _planted(tiny_dirs["llama"])
+    before = lm.weights_fingerprint()
+    with ablate_direction(lm, r):
+        want = score_prompts(lm, prompts).refusal
+    path = save_orthogonalized(lm, r, tmp_path / "ortho")
+    assert lm.weights_fingerprint() == before  # the loaded model is untouched
+    edited = drift.load_model(str(path), device="cpu", dtype="float32")
+    np.testing.assert_allclose(score_prompts(edited, prompts).refusal, want, rtol=1e-4, atol=1e-4)
+    store = drift.open_store(drift.extract(edited, prompts[:3], tmp_path / "o.h5", progress=False))
+    assert store.run.method == "orthogonalized" and store.run.weights == edited.weights_fingerprint()
+    with pytest.raises(DriftError, match="not empty"):
+        save_orthogonalized(lm, r, path)

@@ -1,0 +1,101 @@
+"""drift compare / drift directions: stores in, long-form records out, with compatibility checks."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import drift
+from drift import DriftError
+from drift.cli import main
+from drift.compare import compare_stores
+
+
+@pytest.fixture(scope="module")
+def stores(tiny_dirs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    prompts = drift.load_prompts("builtin:prompts?lang=en,de")[::8]
+    cfg = drift.CaptureConfig(sites=("resid_pre", "resid_post"), layers=(1, 2),
+                              positions=("last", "post_instruction"))
+    base = drift.load_model(str(tiny_dirs["llama"]), device="cpu", dtype="float32")
+    ft = drift.load_model(str(tiny_dirs["llama"]), device="cpu", dtype="float32")
+    with torch.no_grad():
+        ft.model.model.layers[2].mlp.down_proj.weight.mul_(2.0)
+    paths = {
+        "base": drift.extract(base, prompts, root / "base.h5", cfg, progress=False),
+        "base2": drift.extract(base, prompts, root / "base2.h5", cfg, progress=False),
+        "ft": drift.extract(ft, prompts, root / "ft.h5", cfg, progress=False),
+        "other_prompts": drift.extract(base, prompts[:10], root / "few.h5", cfg, progress=False),
+        "gemma2": drift.extract(drift.load_model(str(tiny_dirs["gemma2"]), device="cpu", dtype="float32"), prompts,
+                              root / "gemma2.h5", cfg, progress=False),
+    }
+    return paths
+
+
+def _by(records, **kw):
+    return [r for r in records if all(r[k] == v for k, v in kw.items())]
+
+
+def test_identical_stores_have_no_drift(stores):
+    with drift.open_store(stores["base"]) as a, drift.open_store(stores["base2"]) as b:
+        recs = compare_stores(a, b, by_lang=True)
+    for r in _by(recs, metric="linear_cka") + _by(recs, metric="cosine") + _by(recs, metric="direction_cosine"):
+        assert r["value"] == pytest.approx(1.0)
+    for r in _by(recs, metric="proj_shift_harmful"):
+        assert r["value"] == pytest.approx(0.0, abs=1e-9)
+    assert {r["lang"] for r in recs} == {"all", "en", "de"}
+
+
+def test_drift_appears_only_after_the_changed_block(stores):
+    with drift.open_store(stores["base"]) as a, drift.open_store(stores["ft"]) as b:
+        recs = compare_stores(a, b, metrics=["linear_cka", "cosine", "rel_norm_change"], by_lang=False)
+    cka = {(r["site"], r["layer"], r["position"]): r["value"] for r in _by(recs, metric="linear_cka")}
+    assert cka[("resid_post", 1, "last")] == pytest.approx(1.0)
+    assert cka[("resid_pre", 2, "last")] == pytest.approx(1.0)
+    assert cka[("resid_post", 2, "last")] < 0.999
+    row = _by(recs, metric="cosine", site="resid_post", layer=2, position="last")[0]
+    assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["run_id"] != row["base_run_id"]
+
+
+def test_incompatible_stores_are_refused(stores):
+    with drift.open_store(stores["base"]) as a:
+        with drift.open_store(stores["other_prompts"]) as b, pytest.raises(DriftError, match="prompts differ"):
+            compare_stores(a, b)
+        with drift.open_store(stores["gemma2"]) as b, pytest.raises(DriftError, match="chat templates"):
+            compare_stores(a, b)
+        with pytest.raises(DriftError, match="unknown metric"):
+            compare_stores(a, a, metrics=["cka"])
+
+
+def test_cli_compare_and_directions(stores, tmp_path, capsys):
+    out = tmp_path / "drift.csv"
+    assert main(["compare", str(stores["base"]), str(stores["ft"]), "--out", str(out), "--by-lang"]) == 0
+    df = pd.read_csv(out)
+    assert {"run_id", "base_run_id", "site", "layer", "position", "lang", "metric", "value", "n", "ci_low",
+            "ci_high"} <= set(df.columns)
+    assert set(df["lang"]) == {"all", "en", "de"}
+    assert main(["compare", str(stores["base"]), str(stores["ft"]), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["directions", str(stores["base"]), "--out", str(tmp_path / "dirs")]) == 0
+    cos = pd.read_csv(tmp_path / "dirs" / "cosine_matrix.csv")
+    assert set(cos["lang_a"]) == {"en", "de", "all"}
+    assert main(["directions", str(stores["base"]), "--out", str(tmp_path / "dirs")]) == 2
+
+
+def test_cli_directions_select(tiny_dirs, tmp_path, capsys):
+    prompts = drift.load_prompts("builtin:prompts?lang=en")[::4]
+    lm = drift.load_model(str(tiny_dirs["llama"]), device="cpu", dtype="float32")
+    store = drift.extract(lm, prompts, tmp_path / "s.h5",
+                          drift.CaptureConfig(sites=("resid_pre",), positions=("post_instruction",)), progress=False)
+    code = main(["directions", str(store), "--out", str(tmp_path / "sel"), "--select", "--device", "cpu",
+                 "--dtype", "float32", "--quiet"])
+    err = capsys.readouterr().err
+    if code == 2:  # a random tiny model may have no candidate that passes the filters: that must be said clearly
+        assert "no candidate direction passes" in err
+        return
+    sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    cands = pd.read_csv(tmp_path / "sel" / "candidates.csv")
+    assert len(cands) == 3 * 8 and sel["layer"] < int(0.8 * 4)  # layer 3 is pruned before scoring
+    assert np.load(tmp_path / "sel" / "selected_direction.npy").shape == (32,)
