@@ -114,6 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sites", type=_csv)
     p.add_argument("--layers", type=_layers, default=None)
     p.add_argument("--rbf-threshold", type=float, default=1.0)
+    p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples for CKA intervals (default 0: none)")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("demo", help="run the embedded demo on the default model (CPU is fine)")
@@ -240,7 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     path = run_compare(args.base, args.ft, args.out, metrics=args.metrics, by_lang=args.by_lang,
                        overwrite=args.overwrite, sites=args.sites, layers=args.layers,
-                       rbf_threshold=args.rbf_threshold)
+                       rbf_threshold=args.rbf_threshold, n_boot=args.n_boot)
     print(f"wrote {path}")
     return 0
 

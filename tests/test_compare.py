@@ -10,7 +10,7 @@ import torch
 import drift
 from drift import DriftError
 from drift.cli import main
-from drift.compare import compare_stores
+from drift.compare import ALL_METRICS, compare_stores
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,24 @@ def test_cli_directions_select(tiny_dirs, tmp_path, capsys):
     cands = pd.read_csv(tmp_path / "sel" / "candidates.csv")
     assert len(cands) == 3 * 8 and sel["layer"] < int(0.8 * 4)  # layer 3 is pruned before scoring
     assert np.load(tmp_path / "sel" / "selected_direction.npy").shape == (32,)
+
+
+def test_streaming_compare_matches_whole_arrays(stores):
+    """Chunk size does not change any record; CKA matches the batch functions on whole arrays."""
+    from drift.metrics.cka import debiased_cka, linear_cka
+
+    with drift.open_store(stores["base"]) as a, drift.open_store(stores["ft"]) as b:
+        small = compare_stores(a, b, by_lang=True, chunk_size=3, metrics=ALL_METRICS,
+                               n_boot=20)
+        big = compare_stores(a, b, by_lang=True, chunk_size=10_000)
+        x = a.read("resid_post", 2, positions=[-1])[:, 0]
+        y = b.read("resid_post", 2, positions=[-1])[:, 0]
+    key = lambda r: (r["site"], r["layer"], r["position"], r["lang"], r["metric"])  # noqa: E731
+    big_by = {key(r): r["value"] for r in big}
+    for r in small:
+        if key(r) in big_by:
+            assert r["value"] == pytest.approx(big_by[key(r)], rel=1e-9, abs=1e-12), key(r)
+    got = {key(r): r["value"] for r in small}
+    assert got[("resid_post", 2, "-1", "all", "linear_cka")] == pytest.approx(linear_cka(x, y), rel=1e-9)
+    assert got[("resid_post", 2, "-1", "all", "debiased_cka")] == pytest.approx(debiased_cka(x, y), rel=1e-9)
+    assert ("resid_post", 2, "-1", "de", "rbf_cka") in got and ("resid_post", 2, "-1", "all", "linear_cka_boot") in got
