@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/capture.py
+	$(PY) benchmarks/metrics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -117,6 +117,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples for CKA intervals (default 0: none)")
     p.add_argument("--overwrite", action="store_true")
 
+    p = sub.add_parser("weights", help="per-layer weight change of a LoRA adapter or full fine-tune")
+    p.add_argument("--model", default="default", help="the base model")
+    p.add_argument("--adapter", help="a PEFT LoRA adapter directory")
+    p.add_argument("--ft", help="a full fine-tuned checkpoint")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--overwrite", action="store_true")
+
     p = sub.add_parser("demo", help="run the embedded demo on the default model (CPU is fine)")
     p.add_argument("--out-dir", help="where to write (default: the cache's demo/ folder)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto")
@@ -246,7 +253,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    """``drift weights``: weight-space drift records."""
+    from drift.pipeline import run_weight_drift
+
+    print(f"wrote {run_weight_drift(args.model, args.out, args.adapter, args.ft, args.overwrite)}")
+    return 0
+
+
 COMMANDS = {
+    "weights": cmd_weights,
     "extract": cmd_extract,
     "info": cmd_info,
     "demo": cmd_demo,

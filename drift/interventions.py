@@ -11,6 +11,7 @@ the same code serves capture, scoring and generation::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -35,13 +36,25 @@ def _replace_first(x, new: torch.Tensor):
     return new
 
 
+def _describe(kind: str, vec: torch.Tensor | None = None, **fields) -> dict:
+    desc = {"kind": kind, **fields}
+    if vec is not None:
+        arr = vec.detach().double().cpu().numpy()
+        desc |= {"vector_sha256": hashlib.sha256(arr.tobytes()).hexdigest(), "vector_norm": float(np.linalg.norm(arr))}
+    return desc
+
+
 @contextmanager
-def edit_sites(lm, edits: dict[tuple[str, int], Callable[[torch.Tensor], torch.Tensor]]) -> Iterator[None]:
+def edit_sites(
+    lm, edits: dict[tuple[str, int], Callable[[torch.Tensor], torch.Tensor]], description: dict | None = None
+) -> Iterator[None]:
     """Replace the residual at each (site, layer) by ``fn(hidden)`` during forward passes inside the block.
 
     ``resid_pre`` edits the block's input, ``resid_post`` its output, ``resid_mid`` the input of the MLP branch.
+    ``description`` is pushed onto ``lm.interventions`` while active, so provenance records it.
     """
     handles = []
+    lm.interventions.append(description or {"kind": "edit", "sites": sorted(f"{s}.{l}" for s, l in edits)})
     try:
         for (site, layer), fn in edits.items():
             module, kind = hook_target(lm.model, lm.family, site, layer)
@@ -63,6 +76,7 @@ def edit_sites(lm, edits: dict[tuple[str, int], Callable[[torch.Tensor], torch.T
     finally:
         for h in handles:
             h.remove()
+        lm.interventions.pop()
 
 
 def project_out(hidden: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
@@ -86,8 +100,10 @@ def ablate_direction(lm, direction, layers: Iterable[int] | None = None, sites: 
         yield
         return
     unit = d / d.norm()
-    layers = range(lm.n_layers) if layers is None else layers
-    with edit_sites(lm, {(s, layer): (lambda h: project_out(h, unit)) for layer in layers for s in sites}):
+    layers = list(range(lm.n_layers) if layers is None else layers)
+    sites = list(sites)
+    desc = _describe("ablate", unit, layers=layers, sites=sites)
+    with edit_sites(lm, {(s, layer): (lambda h: project_out(h, unit)) for layer in layers for s in sites}, desc):
         yield
 
 
@@ -95,7 +111,8 @@ def ablate_direction(lm, direction, layers: Iterable[int] | None = None, sites: 
 def add_direction(lm, direction, layer: int, coeff: float = 1.0, site: str = "resid_pre") -> Iterator[None]:
     """Add ``coeff * direction`` to the residual at (site, layer) at every position (activation addition)."""
     vec = coeff * _as_tensor(direction, lm)
-    with edit_sites(lm, {(site, layer): lambda h: (h.float() + vec.to(h.device)).to(h.dtype)}):
+    desc = _describe("add", vec, layer=int(layer), site=site, coeff=float(coeff))
+    with edit_sites(lm, {(site, layer): lambda h: (h.float() + vec.to(h.device)).to(h.dtype)}, desc):
         yield
 
 
@@ -115,7 +132,7 @@ def patch_activations(lm, site: str, layer: int, source: torch.Tensor, mask: tor
     def fn(h: torch.Tensor) -> torch.Tensor:
         return torch.where(m, source.to(device=h.device, dtype=h.dtype), h)
 
-    with edit_sites(lm, {(site, layer): fn}):
+    with edit_sites(lm, {(site, layer): fn}, _describe("patch", None, site=site, layer=int(layer))):
         yield
 
 

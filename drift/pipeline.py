@@ -156,3 +156,27 @@ def run_compare(base_path: str | Path, ft_path: str | Path, out: str | Path, met
     with open_store(base_path) as base, open_store(ft_path) as ft:
         records = compare_stores(base, ft, metrics=metrics or DEFAULT_METRICS, by_lang=by_lang, **kwargs)
     return write_records(records, out, overwrite=overwrite)
+
+
+def run_weight_drift(model: str, out: str | Path, adapter: str | None = None, ft: str | None = None,
+                     overwrite: bool = False) -> Path:
+    """Per-layer weight change of a fine-tune (LoRA adapter or full checkpoint) against its base; writes a CSV."""
+    import pandas as pd
+
+    from drift.metrics.weights import full_weight_drift, lora_weight_drift
+    from drift.models import load_model
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DriftError(f"output {out} already exists: choose another --out, or pass --overwrite")
+    if (adapter is None) == (ft is None):
+        raise DriftError("give exactly one of --adapter (a LoRA adapter) or --ft (a full fine-tuned checkpoint)")
+    base = load_model(model, device="cpu", dtype="float32").model.state_dict()
+    if adapter is not None:
+        records = lora_weight_drift(adapter, base)
+    else:
+        records = full_weight_drift(base, load_model(ft, device="cpu", dtype="float32").model.state_dict())
+    tmp = out.with_name(out.name + ".tmp")
+    pd.DataFrame(records).to_csv(tmp, index=False)
+    tmp.replace(out)
+    return out

@@ -69,7 +69,20 @@ def read_manifest(folder: str | Path) -> RunManifest | None:
 
 
 def manifest_for(lm) -> RunManifest:
-    """Return the run manifest of a loaded model: its checkpoint's manifest if it has one, else a derived one."""
+    """Return the run manifest of a loaded model: its checkpoint's manifest if it has one, else a derived one.
+
+    Active runtime interventions (``lm.interventions``) make a different model state: they are recorded in ``extra``
+    and change the ``run_id``.
+    """
+    manifest = _checkpoint_manifest(lm)
+    if not lm.interventions:
+        return manifest
+    tag = hashlib.sha256(json.dumps(lm.interventions, sort_keys=True).encode()).hexdigest()[:10]
+    return RunManifest.from_dict({**manifest.to_dict(), "run_id": f"{manifest.run_id}-iv{tag}",
+                                  "extra": {**manifest.extra, "interventions": list(lm.interventions)}})
+
+
+def _checkpoint_manifest(lm) -> RunManifest:
     weights = lm.weights_fingerprint()
     for folder in (lm.adapter, lm.source):
         found = read_manifest(folder) if folder else None

@@ -120,3 +120,18 @@ def test_streaming_compare_matches_whole_arrays(stores):
     assert got[("resid_post", 2, "-1", "all", "linear_cka")] == pytest.approx(linear_cka(x, y), rel=1e-9)
     assert got[("resid_post", 2, "-1", "all", "debiased_cka")] == pytest.approx(debiased_cka(x, y), rel=1e-9)
     assert ("resid_post", 2, "-1", "de", "rbf_cka") in got and ("resid_post", 2, "-1", "all", "linear_cka_boot") in got
+
+
+def test_cli_weights(tiny_dirs, tmp_path, capsys):
+    peft = pytest.importorskip("peft")
+    from tiny import make_model
+
+    cfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["o_proj"], init_lora_weights=False)
+    peft.get_peft_model(make_model("llama"), cfg).save_pretrained(tmp_path / "ad")
+    out = tmp_path / "w.csv"
+    assert main(["weights", "--model", str(tiny_dirs["llama"]), "--adapter", str(tmp_path / "ad"), "--out",
+                 str(out)]) == 0
+    df = pd.read_csv(out)
+    assert sorted(df[df.metric == "delta_rel"]["layer"]) == [0, 1, 2, 3]
+    assert main(["weights", "--model", str(tiny_dirs["llama"]), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "exactly one of --adapter" in capsys.readouterr().err

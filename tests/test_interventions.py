@@ -120,3 +120,28 @@ def test_save_orthogonalized_checkpoint(tiny_dirs, prompts, tmp_path):
     assert store.run.method == "orthogonalized" and store.run.weights == edited.weights_fingerprint()
     with pytest.raises(DriftError, match="not empty"):
         save_orthogonalized(lm, r, path)
+
+
+def test_interventions_are_recorded_in_provenance(tiny_dirs, prompts, tmp_path):
+    lm, r = _planted(tiny_dirs["llama"])
+    plain = drift.open_store(drift.extract(lm, prompts[:4], tmp_path / "p.h5", progress=False))
+    with ablate_direction(lm, r, layers=[1, 2]):
+        assert lm.interventions[-1]["kind"] == "ablate" and lm.interventions[-1]["layers"] == [1, 2]
+        ablated = drift.open_store(drift.extract(lm, prompts[:4], tmp_path / "a.h5", progress=False))
+    assert lm.interventions == []
+    assert ablated.run.run_id != plain.run.run_id and ablated.run.run_id.startswith(plain.run.run_id)
+    assert ablated.run.extra["interventions"][0]["vector_sha256"]
+    assert not np.allclose(ablated.read("resid_post", 3), plain.read("resid_post", 3))
+
+
+def test_hooks_apply_through_nnsight(tiny_dirs, prompts):
+    nnsight = pytest.importorskip("nnsight")
+    lm, r = _planted(tiny_dirs["llama"])
+    batch = lm.tokenizer([lm.formatter.render(p.text) for p in prompts[:2]], add_special_tokens=False,
+                         return_tensors="pt", padding=True)
+    with torch.no_grad(), ablate_direction(lm, r):
+        want = lm.model(**batch).logits
+        envoy = nnsight.NNsight(lm.model)
+        with envoy.trace(**batch):
+            got = nnsight.save(envoy.output.logits)
+    torch.testing.assert_close(got, want)

@@ -34,6 +34,8 @@ class LoadedModel:
         source: Where the weights were read from.
         adapter: Path of the PEFT adapter merged into the weights, if any.
         formatter: Chat formatting for this tokenizer.
+        interventions: Descriptions of the runtime interventions active now (set by :mod:`drift.interventions`);
+            they are recorded in the provenance of anything computed under them.
     """
 
     model: torch.nn.Module
@@ -44,6 +46,7 @@ class LoadedModel:
     adapter: str | None = None
     formatter: ChatFormatter = field(init=False)
     chat: ChatOptions = field(default_factory=ChatOptions)
+    interventions: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.formatter = ChatFormatter(self.tokenizer, self.chat)
