@@ -113,3 +113,14 @@ def test_console_script_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "drift.cli", "info", str(tmp_path / "none.h5")],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("drift: error: activation store not found")
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(tiny_llama, tmp_path):
+    import drift
+
+    store = drift.extract(drift.load_model(str(tiny_llama), device="cpu", dtype="float32"),
+                          drift.load_prompts("builtin:prompts?lang=en")[:3], tmp_path / "s.h5", progress=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", f"{sys.executable} -m drift.cli info {store} | head -1"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("store") and "Traceback" not in proc.stderr
