@@ -135,3 +135,11 @@ def test_cli_weights(tiny_dirs, tmp_path, capsys):
     assert sorted(df[df.metric == "delta_rel"]["layer"]) == [0, 1, 2, 3]
     assert main(["weights", "--model", str(tiny_dirs["llama"]), "--out", str(tmp_path / "x.csv")]) == 2
     assert "exactly one of --adapter" in capsys.readouterr().err
+
+
+def test_parquet_output(stores, tmp_path):
+    from drift.pipeline import run_compare
+
+    path = run_compare(stores["base"], stores["ft"], tmp_path / "d.parquet", metrics=["cosine"])
+    df = pd.read_parquet(path)
+    assert set(df["metric"]) == {"cosine", "cosine_q05", "cosine_q50"} and (df["n"] > 0).all()
