@@ -23,7 +23,14 @@ class Backend(Protocol):
     name: str
 
     def run(self, lm, batch: dict[str, torch.Tensor], targets: list[tuple[str, int]], sink: Sink) -> None:
-        """Capture ``targets`` for one batch."""
+        """Capture ``targets`` for one batch.
+
+        Args:
+            lm: A :class:`~drift.models.loading.LoadedModel`.
+            batch: ``input_ids``, ``attention_mask`` and ``position_ids`` on ``lm.device``.
+            targets: (site, layer) pairs to capture.
+            sink: Called with ``(site, layer, hidden)`` for each target, hidden shaped (batch, seq, d_model).
+        """
 
 
 class _StopForward(Exception):

@@ -92,14 +92,7 @@ class TransformerLensBackend:
     name = "transformer_lens"
 
     def run(self, lm, batch: dict[str, torch.Tensor], targets: list[tuple[str, int]], sink: Sink) -> None:
-        """Capture ``targets`` for one batch (see :class:`drift.capture.backends.Backend`).
-
-        Args:
-            lm: A :class:`~drift.models.loading.LoadedModel`.
-            batch: ``input_ids``, ``attention_mask`` and ``position_ids`` on ``lm.device``.
-            targets: (site, layer) pairs to capture.
-            sink: Called with ``(site, layer, hidden)`` for each target, hidden shaped (batch, seq, d_model).
-        """
+        """Capture ``targets`` for one batch; arguments as in :class:`drift.capture.backends.Backend`."""
         bridge = boot_bridge(lm)
         ordered = sorted(targets, key=lambda t: execution_key(*t))
         names = [hook_name(site, layer) for site, layer in ordered]

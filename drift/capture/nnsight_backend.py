@@ -84,14 +84,7 @@ class NNsightBackend:
     name = "nnsight"
 
     def run(self, lm, batch: dict[str, torch.Tensor], targets: list[tuple[str, int]], sink: Sink) -> None:
-        """Capture ``targets`` for one batch (see :class:`drift.capture.backends.Backend`).
-
-        Args:
-            lm: A :class:`~drift.models.loading.LoadedModel`.
-            batch: ``input_ids``, ``attention_mask`` and ``position_ids`` on ``lm.device``.
-            targets: (site, layer) pairs to capture.
-            sink: Called with ``(site, layer, hidden)`` for each target, hidden shaped (batch, seq, d_model).
-        """
+        """Capture ``targets`` for one batch; arguments as in :class:`drift.capture.backends.Backend`."""
         nnsight = _nnsight()
         wrapper = wrap_model(lm.model)
         ordered = sorted(targets, key=lambda t: execution_key(*t))
