@@ -193,7 +193,7 @@ def _run_batches(lm, backend, encoded, order, writer, targets, fixed_positions, 
                 if fixed_positions:
                     fixed[(site, layer)] = reduce_positions(hidden, idx, fixed_positions, n_post).cpu().numpy()
                 if ragged:
-                    flat[(site, layer)] = real_tokens(hidden, idx).cpu().numpy()
+                    flat[(site, layer)] = real_tokens(hidden, batch["attention_mask"]).cpu().numpy()
 
             backend.run(lm, batch, targets, sink)
             missing = [t for t in targets if t not in fixed and t not in flat]

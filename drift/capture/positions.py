@@ -88,7 +88,11 @@ def reduce_positions(hidden: torch.Tensor, idx: BatchIndex, positions: list[str]
     return torch.cat([x.float() for x in parts], dim=1) if parts else hidden.new_zeros((hidden.shape[0], 0, hidden.shape[-1]))
 
 
-def real_tokens(hidden: torch.Tensor, idx: BatchIndex) -> torch.Tensor:
-    """Concatenate every prompt's real-token rows: float32 (sum of lengths, d)."""
-    rows = [hidden[i, int(s) : int(s) + int(n)] for i, (s, n) in enumerate(zip(idx.start, idx.length))]
-    return torch.cat(rows, 0).float()
+def real_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Every prompt's real-token rows, concatenated in batch order: float32 (sum of lengths, d).
+
+    Args:
+        hidden: (b, T, d) hidden states.
+        mask: (b, T) attention mask of the batch (1 on real tokens).
+    """
+    return hidden[mask.to(hidden.device).bool()].float()
