@@ -116,6 +116,21 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=_layers, default=None)
     p.add_argument("--rbf-threshold", type=float, default=1.0)
     p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples for CKA intervals (default 0: none)")
+    p.add_argument("--floor", action="append", default=[], help="a store to compare with FT as a noise floor "
+                   "(another seed, a control fine-tune); repeatable")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("patch", help="patch base activations into the fine-tuned model layer by layer")
+    p.add_argument("--base", default="default", help="the base model")
+    p.add_argument("--ft", required=True, help="the fine-tuned model (or the base again with --ft-adapter)")
+    p.add_argument("--ft-adapter", help="PEFT adapter applied to --ft")
+    p.add_argument("--prompts", default="builtin:prompts?lang=en&label=harmful")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--site", default="resid_post")
+    p.add_argument("--patch-positions", default="post_instruction", help="post_instruction or all")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("weights", help="per-layer weight change of a LoRA adapter or full fine-tune")
@@ -249,7 +264,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     path = run_compare(args.base, args.ft, args.out, metrics=args.metrics, by_lang=args.by_lang,
                        overwrite=args.overwrite, sites=args.sites, layers=args.layers,
-                       rbf_threshold=args.rbf_threshold, n_boot=args.n_boot)
+                       rbf_threshold=args.rbf_threshold, n_boot=args.n_boot, floors=args.floor)
     print(f"wrote {path}")
     return 0
 
@@ -262,7 +277,19 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_patch(args: argparse.Namespace) -> int:
+    """``drift patch``: layer-by-layer activation patching from base into fine-tuned."""
+    from drift.pipeline import run_patch_scan
+
+    path = run_patch_scan(args.base, args.ft, args.prompts, args.out, ft_adapter=args.ft_adapter, site=args.site,
+                          positions=args.patch_positions, device=args.device, dtype=args.dtype,
+                          batch_size=args.batch_size, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
 COMMANDS = {
+    "patch": cmd_patch,
     "weights": cmd_weights,
     "extract": cmd_extract,
     "info": cmd_info,

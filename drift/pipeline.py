@@ -145,17 +145,52 @@ def _select(store, dirs, prompts, out, model, adapter, device, dtype, site, val_
 
 
 def run_compare(base_path: str | Path, ft_path: str | Path, out: str | Path, metrics=None, by_lang: bool = False,
-                overwrite: bool = False, **kwargs) -> Path:
-    """Compare two stores and write drift records (CSV or Parquet); see :func:`drift.compare.compare_stores`."""
+                floors: list[str | Path] | None = None, overwrite: bool = False, **kwargs) -> Path:
+    """Compare two stores and write drift records (CSV or Parquet); see :func:`drift.compare.compare_stores`.
+
+    Each store in ``floors`` (another seed of the same fine-tune, a control fine-tune on shuffled or no-op data) is
+    compared with ``ft`` too; those rows have ``comparison = noise_floor`` and the main rows ``comparison = drift``,
+    so a drift figure can be read against the drift that arises without the treatment.
+    """
     from drift.compare import DEFAULT_METRICS, compare_stores, write_records
     from drift.store import open_store
 
     out = Path(out)
     if out.exists() and not overwrite:  # fail before any compute
         raise DriftError(f"output {out} already exists: choose another --out, or pass --overwrite")
+    metrics = metrics or DEFAULT_METRICS
     with open_store(base_path) as base, open_store(ft_path) as ft:
-        records = compare_stores(base, ft, metrics=metrics or DEFAULT_METRICS, by_lang=by_lang, **kwargs)
+        records = [{**r, "comparison": "drift"} for r in compare_stores(base, ft, metrics, by_lang=by_lang, **kwargs)]
+        for floor_path in floors or []:
+            with open_store(floor_path) as floor:
+                records += [{**r, "comparison": "noise_floor"}
+                            for r in compare_stores(ft, floor, metrics, by_lang=by_lang, **kwargs)]
     return write_records(records, out, overwrite=overwrite)
+
+
+def run_patch_scan(base: str, ft: str, prompts: str, out: str | Path, ft_adapter: str | None = None,
+                   site: str = "resid_post", positions: str = "post_instruction", device: str = "auto",
+                   dtype: str = "auto", batch_size: int = 16, overwrite: bool = False) -> Path:
+    """Patch the base model's activations into the fine-tuned model layer by layer; write refusal-score records."""
+    import pandas as pd
+
+    from drift.causal import patch_scan
+    from drift.data import load_prompts
+    from drift.models import load_model
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DriftError(f"output {out} already exists: choose another --out, or pass --overwrite")
+    if positions not in ("post_instruction", "all"):
+        raise DriftError(f"--patch-positions must be post_instruction or all, not {positions!r}")
+    ps = load_prompts(prompts)
+    base_lm = load_model(base, device=device, dtype=dtype)
+    ft_lm = load_model(ft, adapter=ft_adapter, device=device, dtype=dtype)
+    records = patch_scan(base_lm, ft_lm, ps, site=site, positions=positions, batch_size=batch_size)
+    tmp = out.with_name(out.name + ".tmp")
+    pd.DataFrame(records).to_csv(tmp, index=False)
+    tmp.replace(out)
+    return out
 
 
 def run_weight_drift(model: str, out: str | Path, adapter: str | None = None, ft: str | None = None,

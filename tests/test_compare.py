@@ -143,3 +143,25 @@ def test_parquet_output(stores, tmp_path):
     path = run_compare(stores["base"], stores["ft"], tmp_path / "d.parquet", metrics=["cosine"])
     df = pd.read_parquet(path)
     assert set(df["metric"]) == {"cosine", "cosine_q05", "cosine_q50"} and (df["n"] > 0).all()
+
+
+def test_noise_floor_rows(stores, tmp_path):
+    out = tmp_path / "f.csv"
+    assert main(["compare", str(stores["base"]), str(stores["ft"]), "--out", str(out), "--metrics", "linear_cka",
+                 "--floor", str(stores["base2"])]) == 0
+    df = pd.read_csv(out)
+    assert set(df["comparison"]) == {"drift", "noise_floor"}
+    drift_rows = df[(df.comparison == "drift") & (df.site == "resid_post") & (df.layer == 2)]
+    floor_rows = df[(df.comparison == "noise_floor") & (df.site == "resid_post") & (df.layer == 2)]
+    assert len(drift_rows) == len(floor_rows) > 0
+
+
+def test_cli_patch(tiny_dirs, tmp_path):
+    out = tmp_path / "p.csv"
+    assert main(["patch", "--base", str(tiny_dirs["llama"]), "--ft", str(tiny_dirs["llama"]), "--prompts",
+                 "builtin:prompts?lang=en&label=harmful", "--out", str(out), "--device", "cpu", "--dtype",
+                 "float32"]) == 0
+    df = pd.read_csv(out)
+    pooled = df[df.lang == "all"].set_index("layer")["value"]
+    assert set(pooled.index) == {-2, -1, 0, 1, 2, 3}
+    assert np.allclose(pooled.to_numpy(), pooled.iloc[0])  # identical models: patching changes nothing

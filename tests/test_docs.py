@@ -44,16 +44,22 @@ def test_drift_metrics_page_runs(tmp_path):
         script.write_text(code.replace("/tmp/", f"{tmp_path}/"), encoding="utf-8")
         proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env)
         assert proc.returncode == 0, f"python block {i} failed:\n{code}\n{proc.stderr[-2000:]}"
+    stdout = ""
     for block in shell[1:]:
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("/tmp/", f"{tmp_path}/")],
                               capture_output=True, text=True, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "method=orthogonalized" in proc.stdout and "drift compare" in page
+        stdout += proc.stdout
+    assert "method=orthogonalized" in stdout and "drift compare" in page
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "drift.csv")
     ortho = df[(df.metric == "proj_shift_harmful") & (df.lang == "all") & (df.layer == 12) & (df.position == "last")]
     assert len(ortho) == 1
+    patch = pd.read_csv(tmp_path / "patch.csv")
+    assert {-2, -1, 0, 29} <= set(patch["layer"])
+    weights = pd.read_csv(tmp_path / "weights.csv")
+    assert (weights[weights.metric == "delta_fro"]["value"] > 0).any()
 
 
 def test_capture_page_shell_example(tmp_path):
