@@ -120,6 +120,20 @@ def _build_parser() -> argparse.ArgumentParser:
                    "(another seed, a control fine-tune); repeatable")
     p.add_argument("--overwrite", action="store_true")
 
+    p = sub.add_parser("probe", help="linear probes per layer and language, with transfer")
+    p.add_argument("store", help="an .h5 store")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--labels", help="judgments.jsonl: probe judged refusal vs compliance instead of prompt labels")
+    p.add_argument("--judge", help="which judge's verdicts to use from --labels")
+    p.add_argument("--transfer", help="store of the fine-tuned model: train on base, test on it")
+    p.add_argument("--probe", default="logistic", help="logistic (inner-CV C), diffmean or torch")
+    p.add_argument("--site", help="site (default: the store's last)")
+    p.add_argument("--layers", type=_layers, default=None)
+    p.add_argument("--position", default="last", help="last, mean or a post-instruction offset such as -1")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--save", help="also save the probes fitted on all rows (.npz)")
+    p.add_argument("--overwrite", action="store_true")
+
     p = sub.add_parser("patch", help="patch base activations into the fine-tuned model layer by layer")
     p.add_argument("--base", default="default", help="the base model")
     p.add_argument("--ft", required=True, help="the fine-tuned model (or the base again with --ft-adapter)")
@@ -288,7 +302,20 @@ def cmd_patch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """``drift probe``: probe sweep, transfer matrices and base-to-fine-tuned transfer."""
+    from drift.pipeline import run_probes
+    from drift.store.layout import decode_position
+
+    path = run_probes(args.store, args.out, judgments=args.labels, judge=args.judge, transfer=args.transfer,
+                      probe=args.probe, site=args.site, layers=args.layers, position=decode_position(args.position),
+                      folds=args.folds, save=args.save, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
 COMMANDS = {
+    "probe": cmd_probe,
     "patch": cmd_patch,
     "weights": cmd_weights,
     "extract": cmd_extract,

@@ -215,3 +215,46 @@ def run_weight_drift(model: str, out: str | Path, adapter: str | None = None, ft
     pd.DataFrame(records).to_csv(tmp, index=False)
     tmp.replace(out)
     return out
+
+
+def run_probes(store_path: str | Path, out: str | Path, judgments: str | Path | None = None, judge: str | None = None,
+               transfer: str | Path | None = None, probe: str = "logistic", site: str | None = None,
+               layers: list[int] | None = None, position="last", folds: int = 5, save: str | Path | None = None,
+               overwrite: bool = False) -> Path:
+    """Probe sweep per layer and language (plus transfer matrices and base-to-fine-tuned transfer); writes a CSV.
+
+    ``judgments`` switches the target from prompt labels to judged behaviour (refusal vs compliance). ``save`` also
+    writes the probes fitted on all rows, with provenance, to an ``.npz`` file.
+    """
+    import pandas as pd
+
+    from drift.store import open_store
+    from probes import base_to_ft_transfer, layer_sweep, probe_dataset, read_judgments, save_probes, transfer_matrix
+    from probes.sweep import make_probe
+
+    out = Path(out)
+    for path in [out] + ([Path(save)] if save else []):
+        if path.exists() and not overwrite:
+            raise DriftError(f"output {path} already exists: choose another path, or pass --overwrite")
+    make_probe(probe)  # validate before any compute
+    with open_store(store_path) as store:
+        site = site or store.sites[-1]
+        layers = layers or store.layers
+        jd = read_judgments(judgments, judge=judge, run_id=store.run.run_id) if judgments else None
+        records = layer_sweep(store, site, position, layers, jd, probe, folds)
+        for layer in layers:
+            records += transfer_matrix(store, site, layer, position, jd, probe, folds)
+        if transfer:
+            with open_store(transfer) as ft:
+                for layer in layers:
+                    records += base_to_ft_transfer(store, ft, site, layer, position, jd, probe, folds)
+        if save:
+            fitted = {}
+            for layer in layers:
+                data = probe_dataset(store, site, layer, position, jd)
+                fitted[(site, layer, str(position))] = make_probe(probe).fit(data.X, data.y)
+            save_probes(save, fitted, store, {"probe": probe, "target": "behaviour" if jd is not None else "prompt"})
+    tmp = out.with_name(out.name + ".tmp")
+    pd.DataFrame(records).to_csv(tmp, index=False)
+    tmp.replace(out)
+    return out
