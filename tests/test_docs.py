@@ -27,30 +27,34 @@ def test_python_examples_run(doc, tmp_path):
         assert proc.returncode == 0, f"{doc} python block {i} failed:\n{code}\n{proc.stderr[-2000:]}"
 
 
-def test_drift_metrics_page_runs(tmp_path):
-    """Shell block first (it writes /tmp-style paths, redirected here), then the Python blocks that read them."""
-    page = (ROOT / "docs/drift-metrics.md").read_text(encoding="utf-8")
+def _run_page(page: str, tmp_path: Path) -> str:
+    """Run a page's first shell block, then its Python blocks, then its other shell blocks; /tmp/ -> tmp_path."""
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": os.pathsep.join(sys.path)}
-    shell = _blocks(ROOT / "docs/drift-metrics.md", "bash")
-    for block in shell[:1]:
+    shell = _blocks(ROOT / page, "bash")
+
+    def bash(block: str) -> str:
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("/tmp/", f"{tmp_path}/")],
                               capture_output=True, text=True, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "sel" / "selection.json").exists() and (tmp_path / "sel" / "cross_lingual.csv").exists()
-    for i, code in enumerate(_blocks(ROOT / "docs/drift-metrics.md", "python")):
-        script = tmp_path / f"m{i}.py"
+        assert proc.returncode == 0, f"{page} shell block failed:\n{block}\n{proc.stderr[-2000:]}"
+        return proc.stdout
+
+    stdout = bash(shell[0])
+    for i, code in enumerate(_blocks(ROOT / page, "python")):
+        script = tmp_path / f"block{i}.py"
         script.write_text(code.replace("/tmp/", f"{tmp_path}/"), encoding="utf-8")
         proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env)
-        assert proc.returncode == 0, f"python block {i} failed:\n{code}\n{proc.stderr[-2000:]}"
-    stdout = ""
+        assert proc.returncode == 0, f"{page} python block {i} failed:\n{code}\n{proc.stderr[-2000:]}"
     for block in shell[1:]:
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("/tmp/", f"{tmp_path}/")],
-                              capture_output=True, text=True, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        stdout += proc.stdout
-    assert "method=orthogonalized" in stdout and "drift compare" in page
+        stdout += bash(block)
+    return stdout
+
+
+def test_drift_metrics_page_runs(tmp_path):
+    stdout = _run_page("docs/drift-metrics.md", tmp_path)
+    assert (tmp_path / "sel" / "selection.json").exists() and (tmp_path / "sel" / "cross_lingual.csv").exists()
+    assert "method=orthogonalized" in stdout
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "drift.csv")
@@ -60,6 +64,14 @@ def test_drift_metrics_page_runs(tmp_path):
     assert {-2, -1, 0, 29} <= set(patch["layer"])
     weights = pd.read_csv(tmp_path / "weights.csv")
     assert (weights[weights.metric == "delta_fro"]["value"] > 0).any()
+
+
+def test_probes_page_runs(tmp_path):
+    _run_page("docs/probes.md", tmp_path)
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "probes.csv")
+    assert {"accuracy", "selectivity", "transfer_accuracy"} <= set(df.metric) and set(df.layer) == {6, 12, 18}
 
 
 def test_capture_page_shell_example(tmp_path):
