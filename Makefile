@@ -26,6 +26,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/capture.py
 	$(PY) benchmarks/metrics.py
+	$(PY) benchmarks/probes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
