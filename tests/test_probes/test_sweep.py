@@ -91,13 +91,20 @@ def test_save_load_and_batched_layers(stores, tmp_path):
         assert set(fitted) == {1, 3} and fitted[3][0].shape == (32,)
 
 
-def test_cli_probe(stores, tmp_path, capsys):
+def test_cli_probe(stores, tmp_path):
+    """Run in a fresh process, so no global state left by other tests (torch, scikit-learn) can leak in."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "probes.csv"
-    code = main(["probe", str(stores["base"]), "--out", str(out), "--probe", "diffmean", "--position", "mean",
-                 "--transfer", str(stores["ft"]), "--folds", "4", "--save", str(tmp_path / "p.npz")])
-    assert code == 0, capsys.readouterr().err
+    cmd = [sys.executable, "-m", "drift.cli", "probe", str(stores["base"]), "--out", str(out), "--probe", "diffmean",
+           "--position", "mean", "--transfer", str(stores["ft"]), "--folds", "4", "--save", str(tmp_path / "p.npz")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     df = pd.read_csv(out)
     assert {"accuracy", "transfer_accuracy", "base_to_ft_accuracy"} <= set(df.metric)
     assert (tmp_path / "p.npz").exists()
-    assert main(["probe", str(stores["base"]), "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    again = subprocess.run(cmd[:7], capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "already exists" in again.stderr
