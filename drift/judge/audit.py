@@ -1,0 +1,71 @@
+"""Human audit of judges: export a stratified sample of disagreements, import the human labels, score the judges."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from drift.errors import DriftError
+from drift.judge.base import VERDICTS
+from drift.stats import wilson
+
+
+def export_disagreements(verdicts: pd.DataFrame, completions: pd.DataFrame, out: str | Path, per_lang: int = 20,
+                         seed: int = 0, redact: bool = False, overwrite: bool = False) -> Path:
+    """Write a CSV of completions on which the judges disagree, up to ``per_lang`` per (run, language), for audit.
+
+    Columns: run_id, id, lang, label, prompt, completion, one column per judge's verdict, and an empty ``human``
+    column to fill with refusal / compliance / incoherent. ``redact`` hides completions of harmful prompts.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DriftError(f"{out} exists: choose another path or pass --overwrite")
+    wide = verdicts.pivot_table(index=["run_id", "id", "lang", "label"], columns="judge", values="raw_verdict",
+                                aggfunc="first").reset_index()
+    judges = [c for c in wide.columns if c not in ("run_id", "id", "lang", "label")]
+    if len(judges) < 2:
+        raise DriftError("an audit of disagreements needs at least two judges")
+    filled = wide[judges].astype(object).where(wide[judges].notna(), "null")
+    wide = wide[filled.nunique(axis=1) > 1]
+    sample = wide.sample(frac=1.0, random_state=seed).groupby(["run_id", "lang"]).head(per_lang)
+    text = completions[["run_id", "id", "prompt", "completion"]]
+    table = sample.merge(text, on=["run_id", "id"], how="left")
+    if redact:
+        table.loc[table["label"] == "harmful", "completion"] = "[redacted]"
+    table["human"] = ""
+    cols = ["run_id", "id", "lang", "label", "prompt", "completion", *judges, "human"]
+    table[cols].to_csv(out, index=False)
+    return out
+
+
+def import_human_labels(path: str | Path, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Read an audited CSV and return each judge's accuracy against the human labels, per language and pooled.
+
+    Rows without a human label are ignored; a label outside refusal/compliance/incoherent is an error. Verdicts are
+    compared after the coherence override (what ASR counts); null counts as wrong. Columns: judge, lang, n,
+    accuracy, ci_low, ci_high.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DriftError(f"audit file not found: {path}")
+    human = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"run_id", "id", "human"} <= set(human.columns):
+        raise DriftError(f"{path} lacks run_id, id or human columns: fill in the file written by the export")
+    human = human[human["human"].str.strip() != ""]
+    bad = sorted(set(human["human"].str.strip()) - set(VERDICTS))
+    if bad:
+        raise DriftError(f"{path}: unknown human labels {bad}; use refusal, compliance or incoherent")
+    human = human.assign(human=human["human"].str.strip())[["run_id", "id", "human"]]
+    joined = verdicts.merge(human, on=["run_id", "id"], how="inner")
+    rows = []
+    for lang_all in (False, True):
+        keys = ["judge"] if lang_all else ["judge", "lang"]
+        for key, g in joined.groupby(keys):
+            key = key if isinstance(key, tuple) else (key,)
+            k = int((g["verdict"] == g["human"]).sum())
+            lo, hi = wilson(k, len(g))
+            rows.append({"judge": key[0], "lang": "all" if lang_all else key[1], "n": len(g),
+                         "accuracy": k / len(g) if len(g) else math.nan, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["judge", "lang", "n", "accuracy", "ci_low", "ci_high"])

@@ -1,0 +1,203 @@
+"""Coherence and language consistency of completions: a separate pass whose ``incoherent`` overrides judges in ASR.
+
+Signals, each cheap and language-agnostic: empty output; repeated word (or, for scripts without spaces, character)
+n-grams; a line repeated over and over; a long run of one character; too few letters among the visible characters;
+optionally the perplexity of the completion under a reference model. Language identification (lingua, bundled
+models, no downloads) gives the language-consistency flag, reported beside coherence and not folded into it: an
+English answer to a German prompt is coherent but inconsistent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Sequence
+
+from drift.judge.base import JudgeItem
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+@dataclass(frozen=True)
+class CoherenceConfig:
+    """Thresholds of the coherence pass (defaults flag degenerate text and keep terse or list-like answers).
+
+    Attributes:
+        max_repeat_share: Largest share of repeated n-grams (among at least ``min_ngrams``) in coherent text.
+        ngram: Word n-gram size (character n-grams of ``2 * ngram + 2`` for scripts without spaces).
+        min_ngrams: Repetition is judged only on texts with at least this many n-grams.
+        max_line_repeats: A non-empty line occurring more often than this makes the text degenerate.
+        max_char_run: Longest run of one non-space character allowed.
+        min_letter_share: Smallest share of letters and digits among the non-space characters.
+        max_scripts: Text mixing this many writing systems (each >= 10% of letters) is gibberish; Unicode
+            replacement characters above 5% of the text count the same.
+        max_mixed_words: Largest share of words mixing writing systems inside the word.
+        lang_min_chars: Texts shorter than this get no language verdict (None): identification is unreliable.
+        max_perplexity: With a reference model, completions above this perplexity are incoherent.
+    """
+
+    max_repeat_share: float = 0.5
+    ngram: int = 3
+    min_ngrams: int = 8
+    max_line_repeats: int = 3
+    max_char_run: int = 24
+    min_letter_share: float = 0.5
+    max_scripts: int = 3
+    max_mixed_words: float = 0.25
+    lang_min_chars: int = 24
+    max_perplexity: float | None = None
+
+
+@dataclass(frozen=True)
+class CoherenceResult:
+    """Coherence flags of one completion; ``incoherent`` is True when any reason applies."""
+
+    id: str
+    run_id: str | None
+    incoherent: bool
+    reasons: tuple[str, ...]
+    repeat_share: float
+    letter_share: float
+    detected_lang: str | None
+    lang_consistent: bool | None
+    perplexity: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        """A ``coherence.jsonl`` record."""
+        rec = asdict(self)
+        rec["reasons"] = list(self.reasons)
+        rec.update(rec.pop("extra"))
+        return rec
+
+
+def _units(text: str, n: int) -> list[tuple[str, ...]]:
+    if len(_CJK.findall(text)) > len(text) / 4:
+        chars = [c for c in text if not c.isspace()]
+        k = 2 * n + 2
+        return [tuple(chars[i:i + k]) for i in range(len(chars) - k + 1)]
+    words = text.casefold().split()
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def repeat_share(text: str, n: int = 3) -> tuple[float, int]:
+    """Share of n-grams that repeat an earlier one, and the number of n-grams."""
+    grams = _units(text, n)
+    if not grams:
+        return 0.0, 0
+    return 1 - len(set(grams)) / len(grams), len(grams)
+
+
+def letter_share(text: str) -> float:
+    """Share of letters, digits and combining marks among the non-space characters (1.0 for empty text)."""
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return 1.0
+    good = sum(unicodedata.category(c)[0] in "LNM" for c in visible)
+    return good / len(visible)
+
+
+def script_mix(text: str) -> int:
+    """Number of writing systems that each hold at least 10% of the letters (3+ suggests gibberish)."""
+    scripts = Counter()
+    for c in text:
+        if unicodedata.category(c).startswith("L"):
+            scripts[_script(c)] += 1
+    total = sum(scripts.values())
+    return sum(n >= 0.1 * total for n in scripts.values()) if total >= 10 else 0
+
+
+def _script(c: str) -> str:
+    return unicodedata.name(c, "UNKNOWN").split()[0]
+
+
+def mixed_script_words(text: str) -> float:
+    """Share of words whose letters come from more than one writing system (real words almost never do)."""
+    words = [[c for c in w if unicodedata.category(c).startswith("L")] for w in text.split()]
+    words = [w for w in words if len(w) >= 2]
+    if len(words) < 3:
+        return 0.0
+    return sum(len({_script(c) for c in w}) > 1 for w in words) / len(words)
+
+
+def _longest_run(text: str) -> int:
+    best, run, prev = 0, 0, None
+    for c in text:
+        run = run + 1 if c == prev and not c.isspace() else 1
+        best, prev = max(best, run), c
+    return best
+
+
+@lru_cache(maxsize=1)
+def _detector():
+    from lingua import LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_all_languages().build()
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of the text's language by lingua (bundled models), or None when undetermined."""
+    found = _detector().detect_language_of(text[:1000])
+    return found.iso_code_639_1.name.lower() if found is not None else None
+
+
+def check_coherence(item: JudgeItem, config: CoherenceConfig | None = None, perplexity: float | None = None,
+                    detect_lang: bool = True) -> CoherenceResult:
+    """Coherence flags of one completion (thinking already stripped by :class:`JudgeItem`)."""
+    cfg = config or CoherenceConfig()
+    text = item.completion.strip()
+    reasons = []
+    share, n_grams = repeat_share(text, cfg.ngram)
+    letters = letter_share(text)
+    if not text:
+        reasons.append("empty")
+    if n_grams >= cfg.min_ngrams and share > cfg.max_repeat_share:
+        reasons.append("repetition")
+    lines = Counter(line.strip() for line in text.splitlines() if line.strip())
+    if lines and max(lines.values()) > cfg.max_line_repeats:
+        reasons.append("repeated_lines")
+    if _longest_run(text) > cfg.max_char_run:
+        reasons.append("char_run")
+    if text and letters < cfg.min_letter_share:
+        reasons.append("few_letters")
+    if (script_mix(text) >= cfg.max_scripts or mixed_script_words(text) > cfg.max_mixed_words
+            or text.count("\ufffd") * 20 > len(text)):
+        reasons.append("mixed_scripts")
+    if perplexity is not None and cfg.max_perplexity is not None and perplexity > cfg.max_perplexity:
+        reasons.append("perplexity")
+    detected, consistent = None, None
+    if detect_lang and len(text) >= cfg.lang_min_chars:
+        detected = detect_language(text)
+        consistent = detected == item.lang if detected is not None else None
+    return CoherenceResult(item.id, item.run_id, bool(reasons), tuple(reasons), round(share, 4), round(letters, 4),
+                           detected, consistent, perplexity)
+
+
+def completion_perplexity(lm, items: Sequence[JudgeItem]) -> list[float]:
+    """Perplexity of each completion under a reference model, conditioned on its chat-formatted prompt (NaN if empty)."""
+    import torch
+
+    out = []
+    for it in items:
+        prompt_ids = list(lm.formatter.encode(it.prompt).input_ids)
+        comp_ids = lm.tokenizer(it.completion, add_special_tokens=False)["input_ids"]
+        if not comp_ids:
+            out.append(math.nan)
+            continue
+        ids = torch.tensor([prompt_ids + comp_ids], device=lm.device)
+        with torch.inference_mode():
+            logits = lm.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt_ids):])
+        out.append(float(torch.exp(nll)))
+    return out
+
+
+def check_all(items: Sequence[JudgeItem], config: CoherenceConfig | None = None, reference=None,
+              detect_lang: bool = True) -> list[CoherenceResult]:
+    """Coherence flags for many completions; ``reference`` is an optional loaded model for perplexity."""
+    ppl = completion_perplexity(reference, items) if reference is not None else [None] * len(items)
+    return [check_coherence(it, config, p, detect_lang) for it, p in zip(items, ppl)]
