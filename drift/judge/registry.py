@@ -29,9 +29,17 @@ def judge_names() -> list[str]:
 def make_judge(name: str, **options: Any) -> Judge:
     """Construct a judge by name with its options.
 
+    A name ending in ``+bt`` (e.g. ``substring-en12+bt``) wraps the judge in back-translation to English; its
+    ``translator`` option is a dict for :func:`drift.judge.translate.make_translator` (``kind`` endpoint or local).
+
     Raises:
         DriftError: For an unknown name (the message lists the known ones) or bad options.
     """
+    if name.endswith("+bt"):
+        from drift.judge.translate import BackTranslated, make_translator
+
+        translator = dict(options.pop("translator", {}))
+        return BackTranslated(make_judge(name[:-3], **options), make_translator(**translator))
     if name not in JUDGES:
         raise DriftError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}")
     module_name, attr = JUDGES[name].split(":")

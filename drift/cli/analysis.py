@@ -1,82 +1,26 @@
-"""The ``drift`` command: thin subcommands that parse arguments and call library functions.
-
-User errors print one line on stderr and exit with code 2.
-"""
+"""Subcommands of the capture and drift-analysis stages: extract, info, demo, directions, compare, probe, patch, weights."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+from drift.cli.common import add_model_args, chat_options, csv_list, layer_list, offset_list
 from drift.errors import DriftError
 
 
-def _csv(value: str) -> list[str]:
-    return [x.strip() for x in value.split(",") if x.strip()]
-
-
-def _layers(value: str) -> list[int] | None:
-    """Parse ``all``, ``0,4,8``, ``-1`` or ``0-11`` (ranges inclusive) into layer indices."""
-    if value.strip() == "all":
-        return None
-    out: list[int] = []
-    for part in _csv(value):
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        if m:
-            out.extend(range(int(m[1]), int(m[2]) + 1))
-        elif re.fullmatch(r"-?\d+", part):
-            out.append(int(part))
-        else:
-            raise argparse.ArgumentTypeError(f"cannot read layers {value!r}: use 'all', '0,4,8', '-1' or '0-11'")
-    return out
-
-
-def _offsets(value: str) -> list[int]:
-    """Parse post-instruction offsets such as ``-1,-2``."""
-    out = [int(x) for x in _csv(value) if re.fullmatch(r"-\d+", x)]
-    if len(out) != len(_csv(value)) or not out:
-        raise argparse.ArgumentTypeError(f"cannot read positions {value!r}: give negative offsets such as -1,-2")
-    return out
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default", help="hub id, local dir, .gguf file, or 'default' (SmolLM2-135M)")
-    p.add_argument("--adapter", help="PEFT adapter directory merged into the model")
-    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    p.add_argument("--dtype", default="auto", help="compute dtype: float32, float16, bfloat16, auto")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto")
-    p.add_argument("--no-chat-template", action="store_true", help="use the plain 'User: ... Assistant:' format")
-    p.add_argument("--plain-format", help="format for models without a chat template; must contain {instruction}")
-    p.add_argument("--system-prompt", help="system message (default: the template's own)")
-    p.add_argument("--thinking", choices=["on", "off"], help="the chat template's thinking switch (Qwen3)")
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line on stderr (exit code 2)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="drift", description="polydrift: safety drift across languages")
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def register(sub) -> dict:
+    """Add the parsers of this module's subcommands; return their handlers by name."""
     p = sub.add_parser("extract", help="capture residual-stream activations into an HDF5 store")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--prompts", default="builtin:prompts", help="PATH, builtin:NAME, hf:NAME or polyrefuse:DIR")
-    p.add_argument("--langs", type=_csv, help="comma-separated ISO 639-1 codes to keep")
-    p.add_argument("--labels", type=_csv, help="harmful, harmless or both")
+    p.add_argument("--langs", type=csv_list, help="comma-separated ISO 639-1 codes to keep")
+    p.add_argument("--labels", type=csv_list, help="harmful, harmless or both")
     p.add_argument("--out", required=True, help="output .h5 file")
-    p.add_argument("--sites", type=_csv, default=["resid_post"], help="resid_pre,resid_mid,resid_post")
-    p.add_argument("--layers", type=_layers, default=None, help="all (default), '0,4,8' or '0-11'")
-    p.add_argument("--positions", type=_csv, default=["last"], help="last,post_instruction,mean,all")
+    p.add_argument("--sites", type=csv_list, default=["resid_post"], help="resid_pre,resid_mid,resid_post")
+    p.add_argument("--layers", type=layer_list, default=None, help="all (default), '0,4,8' or '0-11'")
+    p.add_argument("--positions", type=csv_list, default=["last"], help="last,post_instruction,mean,all")
     p.add_argument("--backend", default="hf", help="hf (default), nnsight or transformer_lens")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--storage-dtype", default="float32", help="float32, float16 or bfloat16")
@@ -97,8 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.25, help="held-out share of prompt groups for --select")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cross-lingual", action="store_true", help="with --select: ablate each language's direction")
-    p.add_argument("--layers", type=_layers, default=None, help="layers to fit and score (default: all in the store)")
-    p.add_argument("--positions", type=_offsets, help="candidate positions for --select, e.g. -1,-2 (default: all)")
+    p.add_argument("--layers", type=layer_list, default=None, help="layers to fit and score (default: all in the store)")
+    p.add_argument("--positions", type=offset_list, help="candidate positions for --select, e.g. -1,-2 (default: all)")
     p.add_argument("--kl-threshold", type=float, default=0.1, help="selection filter (default 0.1)")
     p.add_argument("--induce-threshold", type=float, default=0.0, help="steering score must exceed this (default 0)")
     p.add_argument("--prune-layer-fraction", type=float, default=0.2, help="drop the last share of layers (0.2)")
@@ -109,11 +53,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("base", help="store of the base model")
     p.add_argument("ft", help="store of the fine-tuned model (same prompts)")
     p.add_argument("--out", required=True, help="output .csv or .parquet")
-    p.add_argument("--metrics", type=_csv, help="linear_cka,debiased_cka,rbf_cka,cosine,rel_norm_change,"
+    p.add_argument("--metrics", type=csv_list, help="linear_cka,debiased_cka,rbf_cka,cosine,rel_norm_change,"
                    "direction_cosine,proj_shift (default: all but rbf_cka)")
     p.add_argument("--by-lang", action="store_true", help="also per language (pooled rows have lang=all)")
-    p.add_argument("--sites", type=_csv)
-    p.add_argument("--layers", type=_layers, default=None)
+    p.add_argument("--sites", type=csv_list)
+    p.add_argument("--layers", type=layer_list, default=None)
     p.add_argument("--rbf-threshold", type=float, default=1.0)
     p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples for CKA intervals (default 0: none)")
     p.add_argument("--floor", action="append", default=[], help="a store to compare with FT as a noise floor "
@@ -128,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer", help="store of the fine-tuned model: train on base, test on it")
     p.add_argument("--probe", default="logistic", help="logistic (inner-CV C), diffmean or torch")
     p.add_argument("--site", help="site (default: the store's last)")
-    p.add_argument("--layers", type=_layers, default=None)
+    p.add_argument("--layers", type=layer_list, default=None)
     p.add_argument("--position", default="last", help="last, mean or a post-instruction offset such as -1")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--save", help="also save the probes fitted on all rows (.npz)")
@@ -163,24 +107,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print the provenance and shapes of an activation store")
     p.add_argument("store", help="an .h5 file written by drift extract")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
-    return parser
-
-
-def _version() -> str:
-    from drift._version import __version__
-
-    return f"polydrift {__version__}"
-
-
-def _chat_options(args: argparse.Namespace):
-    from drift.models.chat import PLAIN_FORMAT, ChatOptions
-
-    return ChatOptions(
-        use_chat_template=not args.no_chat_template,
-        system_prompt=args.system_prompt,
-        enable_thinking=None if args.thinking is None else args.thinking == "on",
-        plain_format=(args.plain_format or PLAIN_FORMAT).replace("\\n", "\n"),
-    )
+    return {"probe": cmd_probe, "patch": cmd_patch, "weights": cmd_weights, "extract": cmd_extract, "info": cmd_info,
+            "demo": cmd_demo, "directions": cmd_directions, "compare": cmd_compare}
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -207,7 +135,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         padding_side=args.padding_side,
     )
     prompts = load_prompts(args.prompts, langs=args.langs, labels=args.labels)
-    chat = _chat_options(args)
+    chat = chat_options(args)
     lm = load_model(args.model, adapter=args.adapter, dtype=args.dtype, device=args.device,
                     revision=args.revision, chat=chat)
     path = extract(lm, prompts, out, config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
@@ -314,39 +242,3 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
-    "probe": cmd_probe,
-    "patch": cmd_patch,
-    "weights": cmd_weights,
-    "extract": cmd_extract,
-    "info": cmd_info,
-    "demo": cmd_demo,
-    "directions": cmd_directions,
-    "compare": cmd_compare,
-}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``drift`` command; returns the exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "quiet", False) or not sys.stderr.isatty():
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    try:
-        return COMMANDS[args.command](args)
-    except DriftError as e:
-        print(f"drift: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("drift: interrupted; an extraction can continue with --resume", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `drift info X | head`: the reader has what it wanted
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

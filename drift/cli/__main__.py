@@ -1,0 +1,7 @@
+"""``python -m drift.cli``."""
+
+import sys
+
+from drift.cli import main
+
+sys.exit(main())
