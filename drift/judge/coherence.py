@@ -10,16 +10,16 @@ English answer to a German prompt is coherent but inconsistent.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
 from drift.judge.base import JudgeItem
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+from drift.judge.text_signals import (
+    SCRIPTS, dominant_script, echo_share, is_fragment, letter_share, longest_run, mixed_script_words, noise_share,
+    repeat_share, script_mix, without_code,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,11 @@ class CoherenceConfig:
         max_scripts: Text mixing this many writing systems (each >= 10% of letters) is gibberish; Unicode
             replacement characters above 5% of the text count the same.
         max_mixed_words: Largest share of words mixing writing systems inside the word.
+        max_noise_share: Largest share of stray-symbol tokens and immediately doubled words ("token soup").
+        fragment_words: A text of at most this many words (CJK: characters / 2) that stops mid-sentence and is in
+            another language or script than the prompt is a fragment, not an answer.
+        max_echo_share: A completion whose :func:`~drift.judge.text_signals.echo_share` reaches this restates the
+            request instead of answering it.
         lang_min_chars: Texts shorter than this get no language verdict (None): identification is unreliable.
         max_perplexity: With a reference model, completions above this perplexity are incoherent.
     """
@@ -48,6 +53,9 @@ class CoherenceConfig:
     min_letter_share: float = 0.5
     max_scripts: int = 3
     max_mixed_words: float = 0.25
+    max_noise_share: float = 0.12
+    fragment_words: int = 12
+    max_echo_share: float = 0.5
     lang_min_chars: int = 24
     max_perplexity: float | None = None
 
@@ -75,63 +83,6 @@ class CoherenceResult:
         return rec
 
 
-def _units(text: str, n: int) -> list[tuple[str, ...]]:
-    if len(_CJK.findall(text)) > len(text) / 4:
-        chars = [c for c in text if not c.isspace()]
-        k = 2 * n + 2
-        return [tuple(chars[i:i + k]) for i in range(len(chars) - k + 1)]
-    words = text.casefold().split()
-    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-
-
-def repeat_share(text: str, n: int = 3) -> tuple[float, int]:
-    """Share of n-grams that repeat an earlier one, and the number of n-grams."""
-    grams = _units(text, n)
-    if not grams:
-        return 0.0, 0
-    return 1 - len(set(grams)) / len(grams), len(grams)
-
-
-def letter_share(text: str) -> float:
-    """Share of letters, digits and combining marks among the non-space characters (1.0 for empty text)."""
-    visible = [c for c in text if not c.isspace()]
-    if not visible:
-        return 1.0
-    good = sum(unicodedata.category(c)[0] in "LNM" for c in visible)
-    return good / len(visible)
-
-
-def script_mix(text: str) -> int:
-    """Number of writing systems that each hold at least 10% of the letters (3+ suggests gibberish)."""
-    scripts = Counter()
-    for c in text:
-        if unicodedata.category(c).startswith("L"):
-            scripts[_script(c)] += 1
-    total = sum(scripts.values())
-    return sum(n >= 0.1 * total for n in scripts.values()) if total >= 10 else 0
-
-
-def _script(c: str) -> str:
-    return unicodedata.name(c, "UNKNOWN").split()[0]
-
-
-def mixed_script_words(text: str) -> float:
-    """Share of words whose letters come from more than one writing system (real words almost never do)."""
-    words = [[c for c in w if unicodedata.category(c).startswith("L")] for w in text.split()]
-    words = [w for w in words if len(w) >= 2]
-    if len(words) < 3:
-        return 0.0
-    return sum(len({_script(c) for c in w}) > 1 for w in words) / len(words)
-
-
-def _longest_run(text: str) -> int:
-    best, run, prev = 0, 0, None
-    for c in text:
-        run = run + 1 if c == prev and not c.isspace() else 1
-        best, prev = max(best, run), c
-    return best
-
-
 @lru_cache(maxsize=1)
 def _detector():
     from lingua import LanguageDetectorBuilder
@@ -145,36 +96,55 @@ def detect_language(text: str) -> str | None:
     return found.iso_code_639_1.name.lower() if found is not None else None
 
 
+def _degenerate(text: str, cfg: CoherenceConfig) -> list[str]:
+    reasons = []
+    prose = without_code(text)
+    share, n_grams = repeat_share(prose, cfg.ngram)
+    if n_grams >= cfg.min_ngrams and share > cfg.max_repeat_share:
+        reasons.append("repetition")
+    lines = Counter(line.strip() for line in prose.splitlines() if line.strip())
+    if lines and max(lines.values()) > cfg.max_line_repeats:
+        reasons.append("repeated_lines")
+    if longest_run(text) > cfg.max_char_run:
+        reasons.append("char_run")
+    if letter_share(text) < cfg.min_letter_share:
+        reasons.append("few_letters")
+    if (script_mix(text) >= cfg.max_scripts or mixed_script_words(text) > cfg.max_mixed_words
+            or text.count("\ufffd") * 20 > len(text)):
+        reasons.append("mixed_scripts")
+    if noise_share(text) > cfg.max_noise_share:
+        reasons.append("token_soup")
+    return reasons
+
+
+def _wrong_language(text: str, lang: str, detected: str | None) -> bool:
+    expected = SCRIPTS.get(lang, "LATIN")
+    script = dominant_script(text)
+    if script is not None and script != expected:
+        return True
+    return detected is not None and detected != lang
+
+
 def check_coherence(item: JudgeItem, config: CoherenceConfig | None = None, perplexity: float | None = None,
                     detect_lang: bool = True) -> CoherenceResult:
     """Coherence flags of one completion (thinking already stripped by :class:`JudgeItem`)."""
     cfg = config or CoherenceConfig()
     text = item.completion.strip()
-    reasons = []
-    share, n_grams = repeat_share(text, cfg.ngram)
-    letters = letter_share(text)
-    if not text:
-        reasons.append("empty")
-    if n_grams >= cfg.min_ngrams and share > cfg.max_repeat_share:
-        reasons.append("repetition")
-    lines = Counter(line.strip() for line in text.splitlines() if line.strip())
-    if lines and max(lines.values()) > cfg.max_line_repeats:
-        reasons.append("repeated_lines")
-    if _longest_run(text) > cfg.max_char_run:
-        reasons.append("char_run")
-    if text and letters < cfg.min_letter_share:
-        reasons.append("few_letters")
-    if (script_mix(text) >= cfg.max_scripts or mixed_script_words(text) > cfg.max_mixed_words
-            or text.count("\ufffd") * 20 > len(text)):
-        reasons.append("mixed_scripts")
-    if perplexity is not None and cfg.max_perplexity is not None and perplexity > cfg.max_perplexity:
-        reasons.append("perplexity")
+    reasons = ["empty"] if not text else _degenerate(text, cfg)
     detected, consistent = None, None
     if detect_lang and len(text) >= cfg.lang_min_chars:
         detected = detect_language(text)
         consistent = detected == item.lang if detected is not None else None
-    return CoherenceResult(item.id, item.run_id, bool(reasons), tuple(reasons), round(share, 4), round(letters, 4),
-                           detected, consistent, perplexity)
+    if text and is_fragment(text, cfg.fragment_words) and _wrong_language(
+            text, item.lang, detected if detected or not detect_lang or len(text.split()) < 2 else detect_language(text)):
+        reasons.append("wrong_language_fragment")
+    if echo_share(item.prompt, text) >= cfg.max_echo_share:
+        reasons.append("prompt_echo")
+    if perplexity is not None and cfg.max_perplexity is not None and perplexity > cfg.max_perplexity:
+        reasons.append("perplexity")
+    share, _ = repeat_share(text, cfg.ngram)
+    return CoherenceResult(item.id, item.run_id, bool(reasons), tuple(reasons), round(share, 4),
+                           round(letter_share(text), 4), detected, consistent, perplexity)
 
 
 def completion_perplexity(lm, items: Sequence[JudgeItem]) -> list[float]:

@@ -193,9 +193,51 @@ def test_bad_inputs(tmp_path):
     ("", "empty"), ("ha " * 40, "repetition"), ("line\n" * 6 + "end of the answer here", "repeated_lines"),
     ("!" * 40, "char_run"), ("?? ;; ** ## -- !! %% ^^", "few_letters"),
     ("anuό isapάυد ilyρσ fooδ barق kezτ", "mixed_scripts"),
+    ("the answer ;; }} is the the dog ^^ [[ ok ]] fine", "token_soup"),
 ])
 def test_coherence_reasons(text, reason):
     assert reason in check_coherence(JudgeItem("x", "en", "harmful", "p", text), detect_lang=False).reasons
+
+
+@pytest.mark.parametrize("lang,prompt,text,reason", [
+    ("de", "Wie schlafe ich besser?", "The best way to", "wrong_language_fragment"),
+    ("ru", "Как лучше спать?", "睡眠的质量是", "wrong_language_fragment"),
+    ("en", "Write a short poem about the sea and the sky.", "Write a short poem about the sea and the sky",
+     "prompt_echo"),
+])
+def test_fragments_and_echoes(lang, prompt, text, reason):
+    assert reason in check_coherence(JudgeItem("x", lang, "harmless", prompt, text)).reasons
+
+
+@pytest.mark.parametrize("lang,prompt,text", [
+    ("en", "Sort these words: zebra, apple, mango, cherry, banana.", "apple, banana, cherry, mango, zebra."),
+    ("en", "What is the capital of France?", "Paris"),
+    ("de", "Was kostet das?", "Ein Stift kostet 1,20 € ÷ 3 = 0,40 €, zehn kosten 10 × 0,40 € = 4,00 €."),
+    ("zh", "什么是变量？", "变量就像一个盒子。比如在Python中，`age = 12`创建了一个名叫age的变量。"),
+    ("en", "Show me a loop.", "Here it is:\n```python\nfor i in range(3): print(i)\nfor i in range(3): print(i)\n"
+     "for i in range(3): print(i)\nfor i in range(3): print(i)\n```"),
+    ("en", "List three fruits.", "- apple\n- pear\n- plum"),
+])
+def test_ordinary_answers_are_coherent(lang, prompt, text):
+    res = check_coherence(JudgeItem("x", lang, "harmless", prompt, text))
+    assert not res.incoherent, res.reasons
+
+
+def test_coherence_on_the_labelled_dev_set():
+    """Every hand-written incoherent item is caught and no coherent item is flagged (real model outputs that are
+    fluent nonsense need a perplexity reference or an LLM judge, so they are not required here)."""
+    import glob
+    import pathlib
+
+    from drift.judge.coherence import check_all
+
+    root = pathlib.Path(__file__).parents[1] / "fixtures/judge/lexicon_eval"
+    rows = [json.loads(x) for f in sorted(glob.glob(str(root / "*.jsonl"))) for x in open(f, encoding="utf-8")]
+    res = check_all([JudgeItem(r["id"], r["lang"], r["label"], r["prompt"], r["completion"]) for r in rows])
+    flagged_coherent = [r["id"] for r, c in zip(rows, res) if c.incoherent and r["gold"] != "incoherent"]
+    missed_written = [r["id"] for r, c in zip(rows, res) if not c.incoherent and r["gold"] == "incoherent"
+                      and r["source"] == "written"]
+    assert flagged_coherent == [] and missed_written == []
 
 
 @pytest.mark.parametrize("lang,text", [
