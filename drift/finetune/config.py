@@ -24,6 +24,8 @@ class FinetuneConfig:
             ``builtin:refusal-pairs`` (bundled harmful/harmless prompts; rejected/helpful sides from the model).
         langs: Fine-tuning languages to keep (empty: all in the data).
         limit_per_lang: Keep at most this many examples per language.
+        heldout_fraction: Share of item groups kept out of training (the same groups for every run of a sweep and
+            every language), on which the task's own capability is measured.
         lora: Train a LoRA adapter (False: full fine-tuning).
         lora_r, lora_alpha, lora_dropout: LoRA rank, scale and dropout.
         lora_targets: Module names to adapt, or ``all-linear``.
@@ -44,6 +46,7 @@ class FinetuneConfig:
     data: str = "builtin:instructions"
     langs: tuple[str, ...] = ()
     limit_per_lang: int | None = None
+    heldout_fraction: float = 0.1
     lora: bool = True
     lora_r: int = 16
     lora_alpha: int = 32

@@ -26,8 +26,10 @@ class ResponseLM(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
-        """Return (sum of label log-probs per row, number of label tokens per row)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                top1: bool = False):
+        """Return (sum of label log-probs per row, number of label tokens per row); with ``top1``, also the number
+        of label tokens per row that are the model's most likely next token."""
         hf = base_model(self.model)
         backbone = getattr(hf, hf.base_model_prefix)
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
@@ -40,7 +42,10 @@ class ResponseLM(torch.nn.Module):
         token_lp = torch.log_softmax(logits, -1).gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
         rows = mask.nonzero()[:, 0]
         summed = torch.zeros(len(input_ids), dtype=token_lp.dtype, device=token_lp.device).index_add(0, rows, token_lp)
-        return summed, mask.sum(-1)
+        if not top1:
+            return summed, mask.sum(-1)
+        hits = (logits.argmax(-1) == targets[mask]).long()
+        return summed, mask.sum(-1), torch.zeros_like(mask.sum(-1)).index_add(0, rows, hits)
 
 
 def sft_loss(model: ResponseLM, batch: dict) -> tuple[torch.Tensor, dict]:

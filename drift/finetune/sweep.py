@@ -37,16 +37,29 @@ def _files_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_data(config: FinetuneConfig, lm, cache: Path | None = None) -> list:
-    """Load the run's training data; ``builtin:refusal-pairs`` builds refusal pairs from the bundled prompts with
-    the model's own answers (cached in ``cache`` so every seed of a sweep trains on the same pairs)."""
+def heldout_group(group: str, fraction: float) -> bool:
+    """Whether an item group is held out: a fixed hash of the group id, so every run and language agrees."""
+    digest = int(hashlib.sha256(f"heldout:{group}".encode()).hexdigest()[:8], 16)
+    return digest / 0xFFFFFFFF < fraction
+
+
+def prepare_data(config: FinetuneConfig, lm, cache: Path | None = None) -> tuple[list, list]:
+    """Load the run's data and split it by group into (training, held-out); ``builtin:refusal-pairs`` builds
+    refusal pairs from the bundled prompts with the model's own answers (cached in ``cache`` so every seed of a
+    sweep trains on the same pairs)."""
     from drift.finetune.data import load_instructions, load_preferences
 
     if config.method == "sft":
-        return load_instructions(config.data, langs=config.langs or None, limit=config.limit_per_lang)
-    if config.data != REFUSAL_PAIRS:
-        return load_preferences(config.data, langs=config.langs or None)
-    return _refusal_pairs(config, lm, cache)
+        data = load_instructions(config.data, langs=config.langs or None, limit=config.limit_per_lang)
+    elif config.data != REFUSAL_PAIRS:
+        data = load_preferences(config.data, langs=config.langs or None)
+    else:
+        data = _refusal_pairs(config, lm, cache)
+    heldout = [d for d in data if heldout_group(d.group, config.heldout_fraction)]
+    train = [d for d in data if not heldout_group(d.group, config.heldout_fraction)]
+    if not train:
+        raise DriftError("every example fell into the held-out split: lower heldout_fraction or add data")
+    return train, heldout
 
 
 def _refusal_pairs(config: FinetuneConfig, lm, cache: Path | None) -> list:
@@ -93,7 +106,7 @@ def run_one(config: FinetuneConfig, out_dir: str | Path, progress: bool = True, 
     lm = load_model(config.model, dtype="float32", device=config.device)
     if config.lora:
         check_lora_targets(lm.model, config.lora_targets)
-    data = prepare_data(config, lm, cache)
+    data, heldout = prepare_data(config, lm, cache)
     base_weights = lm.weights_fingerprint()
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -105,7 +118,8 @@ def run_one(config: FinetuneConfig, out_dir: str | Path, progress: bool = True, 
         checkpoint=str(out_dir.resolve()), method=config.method, ft_lang=langs, seed=config.seed,
         epochs=config.epochs, weights=weights,
         extra={"base_spec": config.model, "base_weights": base_weights, "config": config.to_dict(),
-               "data": {"spec": config.data, "hash": data_hash(data), "n": len(data)}, "training": summary,
+               "data": {"spec": config.data, "hash": data_hash(data), "n": len(data), "n_heldout": len(heldout),
+                        "heldout_hash": data_hash(heldout)}, "training": summary,
                "saved": config.save if config.lora else "merged", "versions": _versions()},
     )
     (partial / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2), encoding="utf-8")

@@ -37,7 +37,7 @@ def test_sweep_runs_writes_manifests_and_resumes(tmp_path, tiny_llama, capsys):
     out = tmp_path / "sweep"
     m = read_manifest(out / "sft-de-s0-e1")
     assert m.method == "sft" and m.ft_lang == "de" and m.seed == 0 and m.epochs == 1.0
-    assert m.extra["data"]["n"] == 8 and m.extra["training"]["steps"] == 2 and m.extra["versions"]["torch"]
+    assert m.extra["data"]["n"] + m.extra["data"]["n_heldout"] == 8 and m.extra["training"]["steps"] == 2 and m.extra["versions"]["torch"]
     assert m.extra["config"]["learning_rate"] == 0.001 and m.extra["base_weights"]
     first = read_manifest(out / "sft-en-s0-e1")
     # simulate a crash during the second run: its folder is gone, a partial one is left
