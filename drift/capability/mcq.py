@@ -131,11 +131,12 @@ def _context(item: MCQItem, shots: Sequence[MCQItem], scoring: str) -> str:
     return "\n\n".join(blocks)
 
 
-def evaluate_mcq(lm, items: Sequence[MCQItem], shots: int = 0, scoring: str = "letter", chat: bool = True,
+def evaluate_mcq(lm, items: Sequence[MCQItem], shots: int = 0, scoring: str = "option", chat: bool = True,
                  batch_size: int = 16, seed: int = 0) -> list[dict]:
     """Score every option of every item; return one record per item (prediction, correctness, option log-probs).
 
-    Few-shot examples are drawn (seeded) from other items of the same language, never from the item's own group.
+    ``option`` scoring (the default) works on small models; ``letter`` scoring (MMLU style) needs models that
+    follow the lettered format (on SmolLM2-135M it is at chance even in English). Few-shot examples are drawn (seeded) from other items of the same language, never from the item's own group.
     Records carry ``correct`` (raw argmax) and, for option scoring, ``correct_norm`` (log-prob per character).
     """
     from drift.capability.scoring import context_rows, score_sequences

@@ -62,6 +62,14 @@ def prepare_data(config: FinetuneConfig, lm, cache: Path | None = None) -> tuple
     return train, heldout
 
 
+def pairs_path(config: FinetuneConfig, cache: Path | None) -> Path | None:
+    """Where a sweep caches the refusal pairs built for a config (None without a cache folder)."""
+    if cache is None or config.data != REFUSAL_PAIRS:
+        return None
+    tag = hashlib.sha256(json.dumps([config.model, config.langs, config.limit_per_lang, config.max_length]).encode())
+    return cache / f"refusal-pairs-{tag.hexdigest()[:10]}.jsonl"
+
+
 def _refusal_pairs(config: FinetuneConfig, lm, cache: Path | None) -> list:
     from dataclasses import asdict
 
@@ -69,8 +77,7 @@ def _refusal_pairs(config: FinetuneConfig, lm, cache: Path | None) -> list:
     from drift.finetune.data import PreferencePair
     from drift.finetune.pairs import build_refusal_pairs, model_answers
 
-    tag = hashlib.sha256(json.dumps([config.model, config.langs, config.limit_per_lang, config.max_length]).encode())
-    path = cache / f"refusal-pairs-{tag.hexdigest()[:10]}.jsonl" if cache else None
+    path = pairs_path(config, cache)
     if path is not None and path.is_file():
         return [PreferencePair(**json.loads(x)) for x in path.read_text(encoding="utf-8").splitlines()]
     prompts = load_prompts("builtin:prompts", langs=list(config.langs) or None)
@@ -119,7 +126,9 @@ def run_one(config: FinetuneConfig, out_dir: str | Path, progress: bool = True, 
         epochs=config.epochs, weights=weights,
         extra={"base_spec": config.model, "base_weights": base_weights, "config": config.to_dict(),
                "data": {"spec": config.data, "hash": data_hash(data), "n": len(data), "n_heldout": len(heldout),
-                        "heldout_hash": data_hash(heldout)}, "training": summary,
+                        "heldout_hash": data_hash(heldout),
+                        "pairs_file": str(pairs_path(config, cache).resolve()) if pairs_path(config, cache) else None},
+               "training": summary,
                "saved": config.save if config.lora else "merged", "versions": _versions()},
     )
     (partial / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2), encoding="utf-8")
