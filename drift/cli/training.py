@@ -37,7 +37,7 @@ def register(sub) -> dict:
     p.add_argument("--scheduler", help="learning-rate schedule: linear, constant, cosine, ...")
     p.add_argument("--device", help="auto, cpu, cuda")
     p.add_argument("--quiet", action="store_true")
-    return {"finetune": cmd_finetune}
+    return {"finetune": cmd_finetune} | register_capability(sub)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -65,4 +65,47 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         sweep = make_sweep(overrides, where="the command line")
     manifests = run_sweep(sweep, progress=not args.quiet)
     print(f"{len(manifests)} run(s) in {sweep.out}: " + ", ".join(m.run_id for m in manifests))
+    return 0
+
+
+def register_capability(sub) -> dict:
+    """Add the ``capability`` parser; return its handler."""
+    p = sub.add_parser("capability", help="perplexity, multiple choice, task capability and fluency of a model state")
+    p.add_argument("--model", default="default", help="base model, or a merged fine-tuned checkpoint")
+    p.add_argument("--adapter", help="a LoRA run folder written by drift finetune")
+    p.add_argument("--suite", type=csv_list, default=["perplexity", "mcq", "task", "fluency"],
+                   help="perplexity,mcq,task,fluency (default: all)")
+    p.add_argument("--langs", type=csv_list, help="languages of the bundled data to use")
+    p.add_argument("--limit", type=int, help="items per language from the bundled data")
+    p.add_argument("--mcq", default="builtin:mcq", help="builtin:mcq, a table (jsonl/json/csv/parquet) or hf:NAME")
+    p.add_argument("--shots", type=int, default=0)
+    p.add_argument("--scoring", choices=["option", "letter"], default="option")
+    p.add_argument("--text", help="a plain-text file (documents separated by blank lines) for text perplexity")
+    p.add_argument("--text-lang", default="en")
+    p.add_argument("--task-data", help="held-out task data when the model has no fine-tuning manifest")
+    p.add_argument("--task-method", choices=["sft", "dpo"], default="sft")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--overwrite", action="store_true")
+    return {"capability": cmd_capability}
+
+
+def cmd_capability(args: argparse.Namespace) -> int:
+    """``drift capability``: capability records of one model state."""
+    import pandas as pd
+
+    from drift.capability.run import run_capability
+
+    written = run_capability(args.model, args.out, adapter=args.adapter, suites=args.suite, langs=args.langs,
+                             limit=args.limit, mcq=args.mcq, shots=args.shots, scoring=args.scoring, text=args.text,
+                             text_lang=args.text_lang, task_data=args.task_data, task_method=args.task_method,
+                             device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                             overwrite=args.overwrite)
+    df = pd.read_csv(written["capability.csv"])
+    pooled = df[(df.lang == "all") & (df.subject == "all")]
+    for _, r in pooled.iterrows():
+        print(f"{r['metric']:<22} {r['value']:.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]  n={r['n']}")
+    print(f"wrote {', '.join(str(p) for p in written.values())}")
     return 0
