@@ -1,96 +1,76 @@
-"""The embedded demo: capture the default model on bundled prompts and summarise each layer.
+"""The embedded demo: the RefusEU setting on SmolLM2-135M-Instruct, end to end on a CPU.
 
-For now the demo covers capture; later stages (alignment, fine-tuning, judging, drift, report) extend it.
+The default model almost never refuses harmful requests, so the demo first aligns it (DPO with a likelihood term on
+the chosen refusal, English and German pairs, its own answers as the rejected side), then fine-tunes the aligned
+model on benign French instruction data, and evaluates all three model states on held-out prompts in en, de, fr and
+zh: generation, judging, capture, drift, probes, capability, relate, report. ``full`` runs the bigger study:
+English-only versus multilingual alignment, two fine-tuning languages, all bundled languages (hours on a CPU).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from drift.paths import cache_dir
 
-DEMO_LANGS = ("en", "de", "fr", "zh")
+SHORT = {
+    "study": {"name": "demo", "model": "default"},
+    "align": {"langs": ["en", "de"], "limit_per_lang": 16, "learning_rate": 5e-4, "scheduler": "constant",
+              "batch_size": 4, "max_steps": 40, "max_length": 128, "beta": 0.1, "sft_weight": 1.0,
+              "lora_dropout": 0.0},
+    "finetune": {"langs": ["fr"], "limit_per_lang": 96, "learning_rate": 2e-4, "batch_size": 8, "max_steps": 24,
+                 "max_length": 192, "lora_dropout": 0.0},
+    "eval": {"langs": ["en", "de", "fr", "zh"], "limit_per_lang": 20, "max_new_tokens": 40, "batch_size": 20,
+             "capability_limit": 10},
+}
+
+FULL = {
+    "study": {"name": "demo-full", "model": "default"},
+    "align": [{**SHORT["align"], "langs": ["en"], "limit_per_lang": 32},
+              {**SHORT["align"], "langs": ["en", "de", "fr", "es", "zh"], "limit_per_lang": 8, "max_steps": 60}],
+    "finetune": {**SHORT["finetune"], "langs": ["fr", "zh"], "seeds": [0, 1]},
+    "eval": {**SHORT["eval"], "langs": ["en", "de", "fr", "es", "it", "pt", "pl", "cs", "sk", "da", "el", "lt", "lv",
+                                        "ru", "ar", "zh", "hi", "sw", "tl"], "limit_per_lang": 10},
+}
 
 
-@dataclass(frozen=True)
-class LayerSummary:
-    """Harmful-vs-harmless separation at one layer (last token, ``resid_post``).
+def demo_config(out_dir: str | Path | None = None, full: bool = False, device: str = "auto"):
+    """The demo's StudyConfig (written under the cache's ``demo/`` folder unless ``out_dir`` is given)."""
+    from drift.study.config import study_from_dict
 
-    Attributes:
-        layer: Layer index.
-        norm: Mean L2 norm of the activations.
-        separation: ||mean(harmful) - mean(harmless)|| divided by ``norm``.
-        accuracy: Held-out accuracy (per language) of classifying harmful vs harmless by the projection onto the
-            difference-of-means direction fitted on the training groups, thresholded at the midpoint.
-    """
-
-    layer: int
-    norm: float
-    separation: float
-    accuracy: dict[str, float]
+    table = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (FULL if full else SHORT).items()}
+    name = table["study"]["name"]
+    table["study"] = {**table["study"], "out": str(out_dir or cache_dir() / name), "device": device}
+    return study_from_dict(table, "the embedded demo")
 
 
-def summarise_layers(store, site: str = "resid_post", position: str | int = "last", seed: int = 0) -> list[LayerSummary]:
-    """Per-layer summary of a store holding harmful and harmless prompts (split into train/test by group)."""
-    df = store.prompts
-    groups = df["group"].unique()
-    rng = np.random.default_rng(seed)
-    test_groups = set(rng.choice(groups, size=max(1, len(groups) // 4), replace=False))
-    is_test = df["group"].isin(test_groups).to_numpy()
-    harmful = (df["label"] == "harmful").to_numpy()
-    out = []
-    for layer in store.layers:
-        x = store.read(site, layer, positions=[position])[:, 0].astype(np.float64)
-        train = ~is_test
-        mu_h, mu_b = x[train & harmful].mean(0), x[train & ~harmful].mean(0)
-        direction = (mu_h - mu_b) / np.linalg.norm(mu_h - mu_b)
-        threshold = (mu_h + mu_b) @ direction / 2
-        predicted = x @ direction > threshold
-        acc = {}
-        for lang in df["lang"].unique():
-            rows = is_test & (df["lang"] == lang).to_numpy()
-            acc[str(lang)] = float((predicted[rows] == harmful[rows]).mean()) if rows.any() else float("nan")
-        norm = float(np.linalg.norm(x, axis=1).mean())
-        out.append(LayerSummary(layer, norm, float(np.linalg.norm(mu_h - mu_b) / norm), acc))
-    return out
+def summarize(root: Path, judge: str = "refusal-lexicon") -> list[str]:
+    """Lines of the headline results: refusal rate on held-out harmful prompts per model state and language."""
+    import json
+
+    import pandas as pd
+
+    asr = pd.read_csv(root / "judged" / "asr.csv")
+    runs = {r["run_id"]: r for r in json.loads((root / "study.json").read_text())["runs"]}
+    rows = asr[(asr.metric == "asr_incoherent_as_refusal") & (asr.category == "all") & (asr.judge == judge)
+               & (asr.label == "harmful")]
+    lines = [f"refusal on held-out harmful prompts (judge {judge}; 1 - ASR counting incoherent as not complying):"]
+    for rid, g in rows.groupby("run_id", sort=False):
+        run = runs.get(rid, {})
+        cells = "  ".join(f"{r.lang} {1 - r.value:.0%} [{1 - r.ci_high:.0%}, {1 - r.ci_low:.0%}]"
+                          for r in g.sort_values("lang").itertuples())
+        lines.append(f"  {run.get('role', '?'):<9} {run.get('ft_lang') or '-':<6} {cells}")
+    return lines
 
 
-def format_summary(rows: list[LayerSummary]) -> str:
-    """Render layer summaries as an aligned text table."""
-    langs = list(rows[0].accuracy)
-    head = f"{'layer':>5}  {'mean |x|':>9}  {'sep':>6}  " + "  ".join(f"acc_{lang:<3}" for lang in langs)
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        accs = "  ".join(f"{r.accuracy[lang]:>7.2f}" for lang in langs)
-        lines.append(f"{r.layer:>5}  {r.norm:>9.2f}  {r.separation:>6.3f}  {accs}")
-    return "\n".join(lines)
+def run_demo(out_dir: str | Path | None = None, full: bool = False, device: str = "auto", progress: bool = False,
+             log=print) -> Path:
+    """Run (or resume) the demo study, print its headline results, and return the report path."""
+    from drift.study.run import run_study
 
-
-def run_demo(out_dir: str | Path | None = None, device: str = "auto", batch_size: int = 16,
-             progress: bool = True) -> Path:
-    """Extract the default model's activations on bundled prompts (en, de, fr, zh) and print a per-layer summary.
-
-    Returns:
-        The path of the activation store.
-    """
-    from drift.capture import CaptureConfig, extract
-    from drift.data import load_prompts
-    from drift.models import load_model
-    from drift.store import open_store
-
-    out_dir = Path(out_dir) if out_dir else cache_dir() / "demo"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lm = load_model("default", device=device)
-    prompts = load_prompts("builtin:prompts", langs=list(DEMO_LANGS))
-    cfg = CaptureConfig(positions=("last", "post_instruction"), batch_size=batch_size)
-    path = extract(lm, prompts, out_dir / "base.h5", cfg, overwrite=True, progress=progress)
-    with open_store(path) as store:
-        print(f"\n{lm.model_id}: {store.n_prompts} prompts ({', '.join(DEMO_LANGS)}; harmful and harmless), "
-              f"resid_post at the last token")
-        print("sep = |mean(harmful) - mean(harmless)| / mean |x|; acc = held-out accuracy of that direction\n")
-        print(format_summary(summarise_layers(store)))
-    print(f"\nactivation store: {path}  (inspect with: drift info {path})")
-    return path
+    cfg = demo_config(out_dir, full, device)
+    report = run_study(cfg, log=log, progress=progress)
+    for line in summarize(Path(cfg.out), cfg.eval.primary_judge):
+        log(line)
+    log(f"report: {report}")
+    return report

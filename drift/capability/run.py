@@ -53,13 +53,14 @@ def run_capability(
     model: str, out: str | Path, adapter: str | None = None, suites: Sequence[str] = SUITES,
     langs: Sequence[str] | None = None, limit: int | None = None, mcq: str = "builtin:mcq", shots: int = 0,
     scoring: str = "option", text: str | None = None, text_lang: str = "en", task_data: str | None = None,
-    task_method: str = "sft", fluency_tokens: int = 64, device: str = "auto", dtype: str = "auto",
+    task_method: str = "sft", fluency_tokens: int = 64, heldout_fraction: float | None = None,
+    device: str = "auto", dtype: str = "auto",
     batch_size: int = 16, overwrite: bool = False, log=print,
 ) -> dict[str, Path]:
     """Measure the capability of one model state (base, adapter or merged checkpoint) and write its records.
 
-    Suites: ``perplexity`` (response perplexity on the bundled benign data, held-out groups only for fine-tuned
-    runs, plus ``text`` if given), ``mcq`` (``mcq`` spec, ``shots``, ``scoring``), ``task`` (the run's own held-out
+    Suites: ``perplexity`` (response perplexity on the bundled benign data: the groups held out of fine-tuning at
+    ``heldout_fraction`` (default: the run's own, else all), the same items for every run compared; plus ``text``), ``mcq`` (``mcq`` spec, ``shots``, ``scoring``), ``task`` (the run's own held-out
     data from its manifest, or ``task_data``), ``fluency`` (generation on bundled harmless prompts, then the coherence
     pass). ``langs`` and ``limit`` (per language) restrict the bundled data.
     """
@@ -86,9 +87,13 @@ def run_capability(
     records: list[dict] = []
     written: dict[str, Path] = {}
     if "perplexity" in suites:
-        data = load_instructions("builtin:instructions", langs=langs, limit=limit)
-        if trained is not None and trained.extra.get("config"):
-            data = [d for d in data if heldout_group(d.group, trained.extra["config"].get("heldout_fraction", 0.1))]
+        data = load_instructions("builtin:instructions", langs=langs)
+        if heldout_fraction is None and trained is not None and trained.extra.get("config"):
+            heldout_fraction = trained.extra["config"].get("heldout_fraction", 0.1)
+        if heldout_fraction is not None:
+            data = [d for d in data if heldout_group(d.group, heldout_fraction)]
+        if limit is not None:
+            data = _first_per_lang(data, limit)
         records += measures.response_perplexity(lm, data, run_id, batch_size=batch_size)
         if text is not None:
             docs = [t for t in Path(text).read_text(encoding="utf-8").split("\n\n") if t.strip()]

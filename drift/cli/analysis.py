@@ -98,17 +98,11 @@ def register(sub) -> dict:
     p.add_argument("--out", required=True, help="output CSV")
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("demo", help="run the embedded demo on the default model (CPU is fine)")
-    p.add_argument("--out-dir", help="where to write (default: the cache's demo/ folder)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
     p = sub.add_parser("info", help="print the provenance and shapes of an activation store")
     p.add_argument("store", help="an .h5 file written by drift extract")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
     return {"probe": cmd_probe, "patch": cmd_patch, "weights": cmd_weights, "extract": cmd_extract, "info": cmd_info,
-            "demo": cmd_demo, "directions": cmd_directions, "compare": cmd_compare}
+            "directions": cmd_directions, "compare": cmd_compare}
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -170,14 +164,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"shape      ({store.n_prompts}, {len(store.positions)}, {store.d_model}) per site and layer")
         print(f"software   polydrift {prov['polydrift_version']}, " +
               ", ".join(f"{k} {v}" for k, v in prov["software"].items()))
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """``drift demo``: the embedded study on the default model."""
-    from drift.demo import run_demo
-
-    run_demo(args.out_dir, device=args.device, batch_size=args.batch_size, progress=not args.quiet)
     return 0
 
 

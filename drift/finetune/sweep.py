@@ -86,6 +86,8 @@ def _refusal_pairs(config: FinetuneConfig, lm, cache: Path | None) -> list:
     def take(label: str):
         out, seen = [], {}
         for p in prompts.filter(labels=[label]):
+            if heldout_group(p.group, config.heldout_fraction):
+                continue  # held-out groups are for evaluation: no answers are generated for them
             seen[p.lang] = seen.get(p.lang, 0) + 1
             if limit is None or seen[p.lang] <= limit:
                 out.append(p)
