@@ -198,8 +198,10 @@ class Study:
 
     def relate_and_report(self) -> Path:
         """Relate drift to ASR change (when the relate stage is available) and build the report."""
-        inputs = {"runs": [r["run_id"] for r in self.runs], "stamp": sorted(
-            str(p.stat().st_mtime_ns) for p in self.root.glob("*/*.csv"))}
+        sources = [*self.root.glob("drift/*.csv"), *self.root.glob("probes/*.csv"), self.root / "judged" / "asr.csv",
+                   *self.root.glob("capability/*/capability.csv"), *self.root.glob("directions/*/cosine_matrix.csv")]
+        inputs = {"runs": [r["run_id"] for r in self.runs],
+                  "stamp": sorted(f"{p.relative_to(self.root)}:{p.stat().st_mtime_ns}" for p in sources if p.exists())}
         try:
             from drift.relate import write_relate
         except ImportError:
