@@ -202,14 +202,12 @@ class Study:
                    *self.root.glob("capability/*/capability.csv"), *self.root.glob("directions/*/cosine_matrix.csv")]
         inputs = {"runs": [r["run_id"] for r in self.runs],
                   "stamp": sorted(f"{p.relative_to(self.root)}:{p.stat().st_mtime_ns}" for p in sources if p.exists())}
-        try:
-            from drift.relate import write_relate
-        except ImportError:
-            write_relate = None
-        if write_relate is not None:
-            self.stages.run("relate", inputs, [self.root / "relate" / "relate.csv"],
-                            lambda: write_relate(self.root / "relate", study_dir=self.root,
-                                                 judge=self.cfg.eval.primary_judge))
+        from drift.relate.io import relate_study
+        from drift.relate.options import RelateOptions
+
+        options = RelateOptions(judges=(self.cfg.eval.primary_judge,), capability_metric="mcq:mcq_accuracy")
+        self.stages.run("relate", inputs, [self.root / "relate" / "relate.csv"],
+                        lambda: relate_study(self.root, options=options, overwrite=True))
         from drift.report import build_report
 
         report = self.root / "report" / "index.html"
