@@ -18,15 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) || echo "chromium not installed: the report rendering test will be skipped"
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(VENV)/bin/drift demo
 
+# Every benchmark script, one JSON record in benchmarks/results/latest.json; `make bench QUICK=1` for quick modes.
 bench: $(STAMP)
-	$(PY) benchmarks/capture.py
-	$(PY) benchmarks/metrics.py
-	$(PY) benchmarks/probes.py
+	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
