@@ -206,13 +206,27 @@ class Study:
         from drift.relate.options import RelateOptions
 
         options = RelateOptions(judges=(self.cfg.eval.primary_judge,), capability_metric="mcq:mcq_accuracy")
-        self.stages.run("relate", inputs, [self.root / "relate" / "relate.csv"],
-                        lambda: relate_study(self.root, options=options, overwrite=True))
+        self.stages.run("relate", inputs, [self.root / "relate" / "relate.csv"], lambda: self._relate(options))
         from drift.report import build_report
 
         report = self.root / "report" / "index.html"
         self.stages.run("report", inputs, [report], lambda: build_report(self.root))
         return report
+
+    def _relate(self, options) -> None:
+        """Relate drift to ASR; when the records cannot support it (e.g. no run has a defined ASR), write empty
+        tables with the reason in ``relate/NOTE.txt`` so the report says why instead of the study failing."""
+        from drift.relate.io import relate_study
+
+        out = self.root / "relate"
+        try:
+            relate_study(self.root, options=options, overwrite=True)
+            (out / "NOTE.txt").unlink(missing_ok=True)
+        except DriftError as e:
+            out.mkdir(exist_ok=True)
+            (out / "NOTE.txt").write_text(f"drift was not related to ASR: {e}\n", encoding="utf-8")
+            (out / "relate.csv").write_text("measure,layer,eval_lang,metric,value\n", encoding="utf-8")
+            self.log(f"[note] relate: {e}")
 
     def write_manifest(self) -> None:
         """``study.json``: the config, every model state and the stage timings."""
