@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from drift.data.languages import check_lang
+from drift.data.limits import first_per
 from drift.errors import DriftError
 
 LETTERS = "ABCDEFGHIJ"
@@ -104,14 +105,7 @@ def load_mcq(spec: str = "builtin:mcq", langs: Sequence[str] | None = None, defa
         items = [it for it in items if it.lang in set(langs)]
     if subjects:
         items = [it for it in items if it.subject in set(subjects)]
-    if limit is not None:
-        per: dict[str, int] = {}
-        kept = []
-        for it in items:
-            per[it.lang] = per.get(it.lang, 0) + 1
-            if per[it.lang] <= limit:
-                kept.append(it)
-        items = kept
+    items = first_per(items, limit)
     if not items:
         raise DriftError(f"no multiple-choice items left in {where} after filtering")
     return items

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from drift.data.limits import first_per
 from drift.errors import DriftError
 
 SUITES = ("perplexity", "mcq", "task", "fluency")
@@ -37,16 +38,6 @@ def _task_data(manifest, task_data: str | None, task_method: str):
     else:
         data = load_instructions(config.data, langs=config.langs or None, limit=config.limit_per_lang)
     return [d for d in data if heldout_group(d.group, config.heldout_fraction)], config.method
-
-
-def _first_per_lang(items: list, limit: int) -> list:
-    seen: dict[str, int] = {}
-    kept = []
-    for it in items:
-        seen[it.lang] = seen.get(it.lang, 0) + 1
-        if seen[it.lang] <= limit:
-            kept.append(it)
-    return kept
 
 
 def run_capability(
@@ -92,8 +83,7 @@ def run_capability(
             heldout_fraction = trained.extra["config"].get("heldout_fraction", 0.1)
         if heldout_fraction is not None:
             data = [d for d in data if heldout_group(d.group, heldout_fraction)]
-        if limit is not None:
-            data = _first_per_lang(data, limit)
+        data = first_per(data, limit)
         records += measures.response_perplexity(lm, data, run_id, batch_size=batch_size)
         if text is not None:
             docs = [t for t in Path(text).read_text(encoding="utf-8").split("\n\n") if t.strip()]
@@ -117,8 +107,7 @@ def run_capability(
         from drift.data import load_prompts
 
         prompts = list(load_prompts("builtin:prompts", langs=list(langs) if langs else None, labels=["harmless"]))
-        if limit is not None:
-            prompts = _first_per_lang(prompts, limit)
+        prompts = first_per(prompts, limit)
         records += measures.fluency_records(lm, prompts, run_id, fluency_tokens, batch_size)
         log(f"fluency: {len(prompts)} generations")
     df = pd.DataFrame(records)

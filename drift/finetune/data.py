@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from drift.data.languages import check_lang
+from drift.data.limits import first_per
 from drift.errors import DriftError
 
 
@@ -119,14 +120,7 @@ def load_instructions(spec: str = "builtin:instructions", langs: Sequence[str] |
         empty = sorted(set(langs) - {e.lang for e in examples})
         if empty:
             raise DriftError(f"no training examples in language(s) {empty} in {where}: check --langs or the data")
-    if limit is not None:
-        counts: dict[str, int] = {}
-        kept = []
-        for e in examples:
-            counts[e.lang] = counts.get(e.lang, 0) + 1
-            if counts[e.lang] <= limit:
-                kept.append(e)
-        examples = kept
+    examples = first_per(examples, limit)
     if not examples:
         raise DriftError(f"no training examples in {where}")
     return examples

@@ -74,6 +74,7 @@ def _refusal_pairs(config: FinetuneConfig, lm, cache: Path | None) -> list:
     from dataclasses import asdict
 
     from drift.data import load_prompts
+    from drift.data.limits import first_per
     from drift.finetune.data import PreferencePair
     from drift.finetune.pairs import build_refusal_pairs, model_answers
 
@@ -84,14 +85,9 @@ def _refusal_pairs(config: FinetuneConfig, lm, cache: Path | None) -> list:
     limit = config.limit_per_lang
 
     def take(label: str):
-        out, seen = [], {}
-        for p in prompts.filter(labels=[label]):
-            if heldout_group(p.group, config.heldout_fraction):
-                continue  # held-out groups are for evaluation: no answers are generated for them
-            seen[p.lang] = seen.get(p.lang, 0) + 1
-            if limit is None or seen[p.lang] <= limit:
-                out.append(p)
-        return out
+        # held-out groups are for evaluation: no answers are generated for them
+        return first_per([p for p in prompts.filter(labels=[label])
+                          if not heldout_group(p.group, config.heldout_fraction)], limit)
 
     answer = lambda ps: model_answers(lm, ps, max_new_tokens=min(96, config.max_length // 2))  # noqa: E731
     pairs = build_refusal_pairs(take("harmful"), answer, take("harmless"), answer, seed=config.seed)

@@ -27,16 +27,11 @@ def eval_prompts(cfg: StudyConfig):
     from drift.finetune.sweep import heldout_group
 
     ev = cfg.eval
+    from drift.data.limits import first_per
+
     prompts = load_prompts(ev.prompts, langs=list(ev.langs))
-    counts: dict[tuple[str, str], int] = {}
-    kept = []
-    for p in prompts:
-        if not heldout_group(p.group, ev.heldout_fraction):
-            continue
-        key = (p.lang, p.label)
-        counts[key] = counts.get(key, 0) + 1
-        if counts[key] <= ev.limit_per_lang:
-            kept.append(p)
+    held = [p for p in prompts if heldout_group(p.group, ev.heldout_fraction)]
+    kept = first_per(held, ev.limit_per_lang, key=lambda p: (p.lang, p.label))
     if not kept:
         raise DriftError("no evaluation prompts left: raise [eval] heldout_fraction or limit_per_lang")
     return PromptSet(kept, name=f"{ev.prompts} held-out")
