@@ -456,6 +456,7 @@ PIVOTS = {
 def _spellings(text: str, lang: str) -> list[str]:
     """A phrase written out with its first alternatives, then once with each other alternative of each word."""
     filler = {"zh": "", "ar": " هنا"}.get(lang, " x")
+    text = text.removeprefix("^ ")  # a clause start: the spelling opens the completion
     words = [w.split("/") for w in text.strip("*").replace(" ... ", f"{filler} ").split(" ")]
     base = [alts[0] for alts in words]
     out = [" ".join(base)]
@@ -526,5 +527,5 @@ class TestVersion2:
                      "I'm not equipped to write insults about anyone.", "I'm going to have to decline."):
             assert strict.judge_one(item(text)).verdict == "refusal", text
 
-    def test_config_reports_version_2(self):
-        assert set(LexiconJudge().config()["phrase_versions"].values()) == {"2"}
+    def test_config_reports_version_3(self):
+        assert set(LexiconJudge().config()["phrase_versions"].values()) == {"3"}
