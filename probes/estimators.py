@@ -2,9 +2,9 @@
 
 * :class:`DiffMeanProbe`: the difference-of-means direction, with a 1-D logistic calibration of its projection.
 * :class:`LogisticProbe`: L2 logistic regression whose ``C`` is chosen by inner (group) cross-validation.
-* :class:`TorchLogisticProbe`: L2 logistic regression solved by L-BFGS in torch (CPU or GPU), with the same objective
-  as scikit-learn's ``LogisticRegression`` (``C * sum(loss) + ||w||^2 / 2``, intercept unpenalised);
-  :func:`fit_logistic_batched` fits many such probes at once, e.g. one per layer.
+* :class:`TorchLogisticProbe`: L2 logistic regression solved by Newton's method in torch (CPU or GPU), with the same
+  objective as scikit-learn's ``LogisticRegression`` (``C * sum(loss) + ||w||^2 / 2``, intercept unpenalised);
+  :func:`~probes.newton.fit_logistic_batched` fits many such probes at once, e.g. one per layer and language.
 
 ``fit`` returns ``self``; learned state ends in ``_``; so the probes work with ``GroupKFold``, pipelines and the
 rest of scikit-learn.
@@ -12,13 +12,20 @@ rest of scikit-learn.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from probes.newton import fit_logistic_batched, solve_logistic
+
+__all__ = ["DiffMeanProbe", "LogisticProbe", "TorchLogisticProbe", "fit_logistic_batched"]
 
 
 class _BinaryLinear(ClassifierMixin, BaseEstimator):
@@ -72,69 +79,34 @@ class DiffMeanProbe(_BinaryLinear):
         return self
 
 
-def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    mu = X.mean(-2, keepdim=True)
-    sd = X.std(-2, keepdim=True).clamp_min(1e-8)
-    return (X - mu) / sd, mu, sd
-
-
-def fit_logistic_batched(X, y, C: float = 1.0, max_iter: int = 200, device: str | None = None,
-                         tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """Fit P independent L2 logistic regressions at once.
+class TorchLogisticProbe(_BinaryLinear):
+    """L2 logistic regression solved by batched Newton steps in torch; scikit-learn's objective and regularisation.
 
     Args:
-        X: (P, n, d) features (one problem per leading index, e.g. one per layer).
-        y: (P, n) or (n,) 0/1 targets.
-        C: Inverse regularisation strength, as in scikit-learn.
-        max_iter: L-BFGS iterations.
-        device: Torch device (default: the tensor's, or cpu).
-        tol: Gradient tolerance.
-
-    Returns:
-        ``coef`` (P, d) and ``intercept`` (P,) in the original feature scale.
+        C: Inverse regularisation strength (the intercept is not penalised).
+        max_iter: Newton steps at most.
+        tol: Stop when the 2-norm of the gradient of the objective divided by n is at most ``tol``.
+        device: Torch device.
+        dtype: ``float64`` (default) or ``float32``.
     """
-    dev = torch.device(device) if device else (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
-    Xt = torch.as_tensor(np.array(X) if not isinstance(X, torch.Tensor) else X, dtype=torch.float64, device=dev)
-    yt = torch.as_tensor(np.array(y) if not isinstance(y, torch.Tensor) else y, dtype=torch.float64, device=dev)
-    if yt.ndim == 1:
-        yt = yt.expand(Xt.shape[0], -1)
-    Z, mu, sd = _standardise(Xt)
-    P, _, d = Z.shape
-    w = torch.zeros(P, d + 1, dtype=torch.float64, device=dev, requires_grad=True)
-    # In standardised coordinates the penalty on w is ||w / sd||^2: the same objective as in the original scale.
-    inv_sd2 = (1.0 / sd[:, 0, :]) ** 2
-    opt = torch.optim.LBFGS([w], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-12,
-                            history_size=20, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
-        logits = torch.einsum("pnd,pd->pn", Z, w[:, :d]) + w[:, d:]
-        loss = C * torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="sum")
-        loss = loss + 0.5 * (w[:, :d] ** 2 * inv_sd2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        coef = w[:, :d] / sd[:, 0, :]
-        intercept = w[:, d] - (coef * mu[:, 0, :]).sum(-1)
-    return coef.cpu().numpy(), intercept.cpu().numpy()
-
-
-class TorchLogisticProbe(_BinaryLinear):
-    """L2 logistic regression solved with L-BFGS in torch; scikit-learn's objective and regularisation."""
-
-    def __init__(self, C: float = 1.0, max_iter: int = 200, device: str = "cpu") -> None:
+    def __init__(self, C: float = 1.0, max_iter: int = 100, tol: float = 1e-6, device: str = "cpu",
+                 dtype: str = "float64") -> None:
         self.C = C
         self.max_iter = max_iter
+        self.tol = tol
         self.device = device
+        self.dtype = dtype
 
     def fit(self, X, y):
         """Fit; returns self."""
         X, y = self._targets(X, y)
-        coef, intercept = fit_logistic_batched(X[None], y[None], self.C, self.max_iter, self.device)
-        self.coef_, self.intercept_ = coef, intercept
-        self.n_iter_ = np.array([self.max_iter])  # an upper bound: L-BFGS stops earlier on convergence
+        fit = solve_logistic(X[None], y[None], self.C, max_iter=self.max_iter, tol=self.tol, device=self.device,
+                             dtype=getattr(torch, self.dtype))
+        if not fit.converged[0]:
+            warnings.warn(f"TorchLogisticProbe did not converge in {self.max_iter} Newton steps (tol={self.tol}): "
+                          "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+        self.coef_, self.intercept_, self.n_iter_ = fit.coef, fit.intercept, fit.n_iter.copy()
         return self
 
 

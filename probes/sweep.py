@@ -13,7 +13,9 @@ from sklearn.model_selection import GroupKFold
 
 from drift.errors import DriftError
 from probes.data import ProbeData, probe_dataset
-from probes.estimators import DiffMeanProbe, LogisticProbe, TorchLogisticProbe, fit_logistic_batched
+from probes.estimators import DiffMeanProbe, LogisticProbe, TorchLogisticProbe
+from probes.newton import fit_logistic_batched
+from probes.resample import bootstrap_auroc_ece
 
 PROBES = {"logistic": LogisticProbe, "diffmean": DiffMeanProbe, "torch": TorchLogisticProbe}
 Z95 = 1.959963984540054
@@ -64,10 +66,22 @@ def out_of_fold(data: ProbeData, probe, n_folds: int = 5) -> np.ndarray:
     return p
 
 
-def score_records(y: np.ndarray, p: np.ndarray, langs: np.ndarray, base: dict) -> list[dict]:
-    """Accuracy (Wilson CI), AUROC and ECE per language and pooled."""
+def score_records(y: np.ndarray, p: np.ndarray, langs: np.ndarray, base: dict, groups: np.ndarray | None = None,
+                  n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """Accuracy (Wilson CI), AUROC and ECE (bootstrap CIs over prompt groups) per language and pooled.
+
+    Args:
+        y: (n,) 0/1 labels.
+        p: (n,) out-of-fold probability of class 1 (NaN rows are left out).
+        langs: (n,) languages.
+        base: Fields copied into every record.
+        groups: (n,) prompt groups resampled whole by the bootstrap (default: every row its own group).
+        n_boot: Bootstrap replicates for the AUROC and ECE intervals (0: no intervals, NaN bounds).
+        seed: Bootstrap seed.
+    """
     out = []
     ok = ~np.isnan(p)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     for lang in ["all", *sorted(np.unique(langs))]:
         m = ok & ((langs == lang) if lang != "all" else True)
         n = int(m.sum())
@@ -77,11 +91,13 @@ def score_records(y: np.ndarray, p: np.ndarray, langs: np.ndarray, base: dict) -
         lo, hi = wilson(correct, n)
         out.append({**base, "lang": lang, "metric": "accuracy", "value": correct / n, "n": n, "ci_low": lo,
                     "ci_high": hi})
+        nan = (np.nan, np.nan)
+        ci = bootstrap_auroc_ece(y[m], p[m], groups[m], n_boot, seed) if n_boot else {"auroc": nan, "ece": nan}
         if len(np.unique(y[m])) == 2:
             out.append({**base, "lang": lang, "metric": "auroc", "value": float(roc_auc_score(y[m], p[m])), "n": n,
-                        "ci_low": np.nan, "ci_high": np.nan})
+                        "ci_low": ci["auroc"][0], "ci_high": ci["auroc"][1]})
         out.append({**base, "lang": lang, "metric": "ece", "value": expected_calibration_error(y[m], p[m]), "n": n,
-                    "ci_low": np.nan, "ci_high": np.nan})
+                    "ci_low": ci["ece"][0], "ci_high": ci["ece"][1]})
     return out
 
 
@@ -94,7 +110,8 @@ def control_labels(data: ProbeData, seed: int = 0) -> np.ndarray:
 
 
 def layer_sweep(store, site: str = "resid_post", position="last", layers=None, judgments=None, probe: str = "logistic",
-                n_folds: int = 5, control: bool = True, directions=None) -> list[dict]:
+                n_folds: int = 5, control: bool = True, directions=None, n_boot: int = 1000,
+                seed: int = 0) -> list[dict]:
     """Grouped-CV probe scores per layer and language, the control-task selectivity, and the probe-direction cosine.
 
     Args:
@@ -108,6 +125,8 @@ def layer_sweep(store, site: str = "resid_post", position="last", layers=None, j
         control: Also score a control task and report ``selectivity`` = accuracy - control accuracy.
         directions: A :class:`~drift.metrics.directions.DirectionSet` for the cosine between each probe's weights and
             the refusal direction of the same layer (computed from the store when None).
+        n_boot: Bootstrap replicates (over prompt groups) for the AUROC and ECE intervals; 0 for none.
+        seed: Bootstrap seed.
     """
     from drift.metrics.directions import fit_directions
 
@@ -118,11 +137,11 @@ def layer_sweep(store, site: str = "resid_post", position="last", layers=None, j
         base = {"run_id": store.run.run_id, "site": site, "layer": int(layer), "position": str(position),
                 "probe": probe, "target": data.target}
         p = out_of_fold(data, est, n_folds)
-        recs = score_records(data.y, p, data.langs, base)
+        recs = score_records(data.y, p, data.langs, base, data.groups, n_boot, seed)
         out += recs
         if control:
             ctrl = ProbeData(data.X, control_labels(data), data.groups, data.langs, data.ids, "control")
-            ctrl_recs = score_records(ctrl.y, out_of_fold(ctrl, est, n_folds), data.langs, base)
+            ctrl_recs = score_records(ctrl.y, out_of_fold(ctrl, est, n_folds), data.langs, base, n_boot=0)
             ctrl_acc = {r["lang"]: r["value"] for r in ctrl_recs if r["metric"] == "accuracy"}
             for r in recs:
                 if r["metric"] == "accuracy" and r["lang"] in ctrl_acc:
@@ -199,15 +218,34 @@ def base_to_ft_transfer(base_store, ft_store, site: str, layer: int, position="l
     base = {"run_id": ft_store.run.run_id, "base_run_id": base_store.run.run_id, "site": site, "layer": int(layer),
             "position": str(position), "probe": probe, "target": a.target}
     for name, p in (("base_to_base", p_base), ("base_to_ft", p_ft)):
-        for r in score_records(a.y, p, a.langs, base):
+        for r in score_records(a.y, p, a.langs, base, n_boot=0):
             if r["metric"] == "accuracy":
                 out.append({**r, "metric": f"{name}_accuracy"})
     return out
 
 
 def fit_layers_batched(store, site: str, layers, position="last", judgments=None, C: float = 1.0,
-                       device: str = "cpu") -> dict[int, tuple[np.ndarray, float]]:
-    """Fit one torch logistic probe per layer in a single batched solve; returns layer -> (coef, intercept)."""
+                       device: str = "cpu", by_lang: bool = False) -> dict:
+    """Fit one torch logistic probe per layer (or per layer and language) in a single batched Newton solve.
+
+    Returns:
+        layer -> (coef, intercept), or (layer, lang) -> (coef, intercept) with ``by_lang``. Languages with unequal
+        row counts are padded with zero-weight rows.
+    """
     data = [probe_dataset(store, site, layer, position, judgments) for layer in layers]
-    coef, intercept = fit_logistic_batched(np.stack([d.X for d in data]), data[0].y, C=C, device=device)
-    return {int(layer): (coef[i], float(intercept[i])) for i, layer in enumerate(layers)}
+    if not by_lang:
+        coef, intercept = fit_logistic_batched(np.stack([d.X for d in data]), data[0].y, C=C, device=device)
+        return {int(layer): (coef[i], float(intercept[i])) for i, layer in enumerate(layers)}
+    langs = sorted(np.unique(data[0].langs))
+    rows = [np.flatnonzero(data[0].langs == lang) for lang in langs]
+    width = max(len(r) for r in rows)
+    X = np.zeros((len(layers) * len(langs), width, data[0].X.shape[1]), dtype=data[0].X.dtype)
+    y, weight = np.zeros(X.shape[:2]), np.zeros(X.shape[:2])
+    keys = []
+    for i, (d, layer) in enumerate(zip(data, layers)):
+        for j, (lang, r) in enumerate(zip(langs, rows)):
+            k = i * len(langs) + j
+            X[k, :len(r)], y[k, :len(r)], weight[k, :len(r)] = d.X[r], d.y[r], 1.0
+            keys.append((int(layer), str(lang)))
+    coef, intercept = fit_logistic_batched(X, y, C=C, device=device, sample_weight=weight)
+    return {key: (coef[k], float(intercept[k])) for k, key in enumerate(keys)}

@@ -18,7 +18,7 @@ from probes import (
     save_probes,
     transfer_matrix,
 )
-from probes.estimators import LogisticProbe
+from probes.estimators import LogisticProbe, TorchLogisticProbe
 from probes.sweep import _folds, base_to_ft_transfer, fit_layers_batched
 
 
@@ -50,6 +50,11 @@ def test_layer_sweep_records(stores):
     assert {"accuracy", "auroc", "ece", "control_accuracy", "selectivity", "cosine_with_direction"} <= set(df.metric)
     acc = df[(df.metric == "accuracy")]
     assert ((acc.ci_low <= acc.value) & (acc.value <= acc.ci_high)).all()
+    for metric in ("auroc", "ece"):  # group-bootstrap intervals
+        rows = df[df.metric == metric]
+        assert rows[["ci_low", "ci_high"]].notna().all().all() and (rows.ci_low <= rows.ci_high).all()
+    auroc = df[df.metric == "auroc"]
+    assert ((auroc.ci_low <= auroc.value + 1e-12) & (auroc.value <= auroc.ci_high + 1e-12)).all()
     cos = df[df.metric == "cosine_with_direction"]["value"]
     assert np.allclose(cos, 1.0)  # the diff-of-means probe's weights are the refusal direction
 
@@ -89,6 +94,13 @@ def test_save_load_and_batched_layers(stores, tmp_path):
         assert header["run"]["run_id"] == s.run.run_id
         fitted = fit_layers_batched(s, "resid_post", [1, 3], "mean")
         assert set(fitted) == {1, 3} and fitted[3][0].shape == (32,)
+        ref = TorchLogisticProbe(tol=1e-9).fit(data.X, data.y)
+        np.testing.assert_allclose(fitted[3][0], ref.coef_[0], atol=1e-4 * np.abs(ref.coef_).max())
+        per_lang = fit_layers_batched(s, "resid_post", [1, 3], "mean", by_lang=True)
+        assert set(per_lang) == {(layer, lang) for layer in (1, 3) for lang in ("de", "en", "fr")}
+        fr = data.langs == "fr"  # one row fewer than de and en: padded with a zero-weight row
+        ref = TorchLogisticProbe(tol=1e-9).fit(data.X[fr], data.y[fr])
+        np.testing.assert_allclose(per_lang[(3, "fr")][0], ref.coef_[0], atol=1e-4 * np.abs(ref.coef_).max())
 
 
 def test_cli_probe(stores, tmp_path):
