@@ -18,10 +18,10 @@ SHORT = {
     "align": {"langs": ["en", "de"], "limit_per_lang": 16, "learning_rate": 5e-4, "scheduler": "constant",
               "batch_size": 4, "max_steps": 40, "max_length": 128, "beta": 0.1, "sft_weight": 1.0,
               "lora_dropout": 0.0},
-    "finetune": {"langs": ["fr"], "limit_per_lang": 96, "learning_rate": 2e-4, "batch_size": 8, "max_steps": 24,
+    "finetune": {"langs": ["fr"], "limit_per_lang": 96, "learning_rate": 2e-4, "batch_size": 8, "max_steps": 16,
                  "max_length": 192, "lora_dropout": 0.0},
-    "eval": {"langs": ["en", "de", "fr", "zh"], "limit_per_lang": 20, "max_new_tokens": 40, "batch_size": 20,
-             "capability_limit": 10},
+    "eval": {"langs": ["en", "de", "fr", "zh"], "limit_per_lang": 12, "max_new_tokens": 32, "batch_size": 24,
+             "capability_limit": 6},
 }
 
 FULL = {
@@ -29,8 +29,8 @@ FULL = {
     "align": [{**SHORT["align"], "langs": ["en"], "limit_per_lang": 32},
               {**SHORT["align"], "langs": ["en", "de", "fr", "es", "zh"], "limit_per_lang": 8, "max_steps": 60}],
     "finetune": {**SHORT["finetune"], "langs": ["fr", "zh"], "seeds": [0, 1]},
-    "eval": {**SHORT["eval"], "langs": ["en", "de", "fr", "es", "it", "pt", "pl", "cs", "sk", "da", "el", "lt", "lv",
-                                        "ru", "ar", "zh", "hi", "sw", "tl"], "limit_per_lang": 10},
+    "eval": {**SHORT["eval"], "limit_per_lang": 20, "max_new_tokens": 64, "capability_limit": 20, "langs": ["en", "de", "fr", "es", "it", "pt", "pl", "cs", "sk", "da", "el", "lt", "lv",
+                                        "ru", "ar", "zh", "hi", "sw", "tl"]},
 }
 
 
