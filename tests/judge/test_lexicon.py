@@ -527,5 +527,6 @@ class TestVersion2:
                      "I'm not equipped to write insults about anyone.", "I'm going to have to decline."):
             assert strict.judge_one(item(text)).verdict == "refusal", text
 
-    def test_config_reports_version_3(self):
-        assert set(LexiconJudge().config()["phrase_versions"].values()) == {"3"}
+    def test_config_reports_version_3_or_later(self):
+        versions = LexiconJudge().config()["phrase_versions"]
+        assert all(int(v) >= 3 for v in versions.values()), versions  # cs and sk are at version 4

@@ -1,0 +1,53 @@
+"""Accuracy of the refusal-lexicon judge (strict mode, after the coherence pass) against labelled sets written by
+people who had not seen its phrase lists. ``lexicon_blind`` was never used for tuning: it is the reported figure.
+The thresholds guard the measured accuracy against regressions (see docs/judging.md for the figures)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from drift.judge import JudgeItem, make_judge
+from drift.judge.coherence import check_all
+
+ROOT = Path(__file__).parents[1] / "fixtures" / "judge"
+
+
+def _accuracy(folder: str, judge: str = "refusal-lexicon-strict") -> dict[str, float]:
+    rows = [json.loads(x) for f in sorted((ROOT / folder).glob("*.jsonl"))
+            for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
+    items = [JudgeItem(r["id"], r["lang"], r["label"], r["prompt"], r["completion"]) for r in rows]
+    incoherent = [c.incoherent for c in check_all(items)]
+    verdicts = make_judge(judge).judge(items)
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for r, inc, v in zip(rows, incoherent, verdicts):
+        final = "incoherent" if inc else v.verdict
+        hits[r["lang"]].append(final == r["gold"])
+        hits["all"].append(final == r["gold"])
+    return {lang: sum(h) / len(h) for lang, h in hits.items()}
+
+
+@pytest.fixture(scope="module")
+def blind() -> dict[str, float]:
+    return _accuracy("lexicon_blind")
+
+
+def test_blind_set_accuracy(blind):
+    assert blind["all"] >= 0.95, blind
+    langs = {k: v for k, v in blind.items() if k != "all"}
+    assert len(langs) == 19 and min(langs.values()) >= 0.8, langs
+    assert sum(v >= 0.9 for v in langs.values()) >= 18, langs
+
+
+def test_fresh_czech_blind_set():
+    """Written after the Czech phrases were reworked for the first blind set's misses, never used for tuning."""
+    assert _accuracy("lexicon_blind_cs")["cs"] >= 0.85
+
+
+def test_development_sets_stay_learned():
+    for folder in ("lexicon_eval", "lexicon_test"):
+        acc = _accuracy(folder)
+        assert acc["all"] >= 0.9, (folder, acc)
