@@ -62,7 +62,7 @@ def test_study_runs_resumes_and_redoes_only_what_changed(tiny_llama, tmp_path, c
     assert main(["run", str(cfg)]) == 0
     changed = capsys.readouterr().out
     redone = {line.split()[2].split("/")[0] for line in changed.splitlines() if line.startswith("[run ]")}
-    assert redone == {"generate", "judge", "relate", "report"}, redone
+    assert redone == {"generate", "judge", "relate", "capability-matched", "report"}, redone
     assert main(["report", str(out)]) == 0
 
 

@@ -76,3 +76,26 @@ def compare_matched(table: pd.DataFrame, group: str = "ft_lang", by: tuple[str, 
                         "n_a": int(counts[a]), "n_b": int(counts[b]),
                         "flip": bool(np.sign(du) != np.sign(dm)) if not (np.isnan(du) or np.isnan(dm)) else False})
     return pd.DataFrame(out)
+
+
+def study_checkpoints(runs: list[dict], asr: pd.DataFrame, capability: pd.DataFrame, judge: str,
+                      capability_metric: str = "task_accuracy") -> pd.DataFrame:
+    """One row per (fine-tuned run, evaluation language): ASR change against the parent model state (harmful
+    prompts, ``judge``) and the run's task capability, ready for :func:`match_capability` with
+    ``keys=("seed", "eval_lang")``. Every run of a sweep is measured on the same held-out task data, so the
+    capability level is comparable across runs."""
+    a = asr[(asr["metric"] == "asr") & (asr["judge"] == judge) & (asr["label"] == "harmful")
+            & (asr["category"] == "all") & (asr["lang"] != "all")].set_index(["run_id", "lang"])["value"]
+    cap = capability[(capability["metric"] == capability_metric) & (capability["lang"] == "all")]
+    cap = cap.drop_duplicates("run_id").set_index("run_id")["value"]
+    rows = []
+    for r in runs:
+        parent = r.get("parent_run_id")
+        if r.get("role") != "finetuned" or parent is None or r["run_id"] not in cap.index:
+            continue
+        for lang in sorted({lang for rid, lang in a.index if rid == r["run_id"]}):
+            if (parent, lang) in a.index:
+                rows.append({"run_id": r["run_id"], "ft_lang": r["ft_lang"], "seed": r["seed"],
+                             "epochs": r["epochs"], "eval_lang": lang, "capability": float(cap[r["run_id"]]),
+                             "outcome": float(a[(r["run_id"], lang)] - a[(parent, lang)])})
+    return pd.DataFrame(rows, columns=["run_id", "ft_lang", "seed", "epochs", "eval_lang", "capability", "outcome"])

@@ -202,6 +202,8 @@ class Study:
 
         options = RelateOptions(judges=(self.cfg.eval.primary_judge,), capability_metric="mcq:mcq_accuracy")
         self.stages.run("relate", inputs, [self.root / "relate" / "relate.csv"], lambda: self._relate(options))
+        self.stages.run("capability-matched", inputs, [self.root / "relate" / "capability_matched.csv"],
+                        self._capability_matched)
         from drift.report import build_report
 
         report = self.root / "report" / "index.html"
@@ -222,6 +224,29 @@ class Study:
             (out / "NOTE.txt").write_text(f"drift was not related to ASR: {e}\n", encoding="utf-8")
             (out / "relate.csv").write_text("measure,layer,eval_lang,metric,value\n", encoding="utf-8")
             self.log(f"[note] relate: {e}")
+
+    def _capability_matched(self) -> None:
+        """ASR change of the fine-tuned runs read at a common task-capability level (``capability_matched.csv``)
+        next to the last checkpoints, and where the comparison between fine-tuning languages flips
+        (``capability_flips.csv``); a note instead when no sweep curve has two checkpoints."""
+        import pandas as pd
+
+        from drift.capability.matched import compare_matched, match_capability, study_checkpoints
+
+        out = self.root / "relate"
+        out.mkdir(exist_ok=True)
+        caps = [pd.read_csv(p) for p in self.root.glob("capability/*/capability.csv")]
+        points = study_checkpoints(self.runs, pd.read_csv(self.root / "judged" / "asr.csv"),
+                                   pd.concat(caps) if caps else pd.DataFrame(columns=["run_id", "metric", "lang"]),
+                                   self.cfg.eval.primary_judge)
+        curves = points.groupby(["ft_lang", "seed", "eval_lang"]).size() if len(points) else pd.Series(dtype=int)
+        if len(curves) == 0 or curves.max() < 2:
+            points.assign(matched=float("nan"), note="fewer than two checkpoints per curve: nothing to match").to_csv(
+                out / "capability_matched.csv", index=False)
+            return
+        table, level = match_capability(points, keys=("seed", "eval_lang"))
+        table.assign(level=level).to_csv(out / "capability_matched.csv", index=False)
+        compare_matched(table, by=("eval_lang",)).to_csv(out / "capability_flips.csv", index=False)
 
     def write_manifest(self) -> None:
         """``study.json``: the config, every model state and the stage timings."""

@@ -171,3 +171,19 @@ def test_capability_cli(tiny_llama, tmp_path, capsys):
     assert main(["capability", "--model", str(tiny_llama), "--out", str(out), "--suite", "mcq"]) == 2
     assert main(["capability", "--model", str(tiny_llama), "--out", str(tmp_path / "x"), "--suite", "iq"]) == 2
     assert "unknown capability suite" in capsys.readouterr().err
+
+
+def test_study_checkpoints_join_asr_change_and_capability():
+    from drift.capability.matched import study_checkpoints
+
+    runs = [{"run_id": "b", "role": "aligned", "parent_run_id": "x"},
+            {"run_id": "f1", "role": "finetuned", "parent_run_id": "b", "ft_lang": "fr", "seed": 0, "epochs": 1.0},
+            {"run_id": "f3", "role": "finetuned", "parent_run_id": "b", "ft_lang": "fr", "seed": 0, "epochs": 3.0}]
+    asr = pd.DataFrame([{"run_id": r, "judge": "j", "label": "harmful", "category": "all", "metric": "asr",
+                         "lang": lang, "value": v} for r, lang, v in
+                        [("b", "en", 0.1), ("f1", "en", 0.3), ("f3", "en", 0.6), ("b", "de", 0.2), ("f1", "de", 0.2)]])
+    cap = pd.DataFrame([{"run_id": r, "metric": "task_accuracy", "lang": "all", "value": v}
+                        for r, v in [("f1", 0.4), ("f3", 0.5)]])
+    pts = study_checkpoints(runs, asr, cap, "j").set_index(["run_id", "eval_lang"])
+    assert pts.loc[("f3", "en"), "outcome"] == pytest.approx(0.5) and pts.loc[("f1", "de"), "outcome"] == 0.0
+    assert ("f3", "de") not in pts.index and pts.loc[("f1", "en"), "capability"] == 0.4
