@@ -5,11 +5,15 @@ complete. Every other effect is reported as measured."""
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow
+# The short demo takes about 15 minutes on a quiet 2-core CPU, which does not fit in CI's 30-minute budget next to
+# the rest of the suite; run it with POLYDRIFT_DEMO_TEST=1 (``make demo`` runs the same study).
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.environ.get("POLYDRIFT_DEMO_TEST") != "1",
+                                                   reason="set POLYDRIFT_DEMO_TEST=1 to run the 15-minute demo")]
 
 
 @pytest.fixture(scope="module")
