@@ -27,7 +27,7 @@ from drift.errors import DriftError
 from drift.models.chat import Encoded, collate
 from drift.runs import manifest_for
 from drift.store import StorePlan, StoreWriter
-from drift.store.layout import STORAGE_DTYPES
+from drift.store.layout import STORAGE_DTYPES, processing_order
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ def _provenance(lm, prompts: PromptSet, cfg: CaptureConfig, layers: list[int], l
         },
         "run": run.to_dict(),
         "prompts": {"name": prompts.name, "hash": prompts.content_hash(), "n": len(prompts)},
+        **({"shard": prompts.shard_info.to_dict()} if prompts.shard_info is not None else {}),
         "capture": {
             **asdict(cfg),
             "layers": layers,
@@ -124,7 +125,8 @@ def extract(
 
     Args:
         lm: A :class:`~drift.models.loading.LoadedModel`.
-        prompts: The prompts (wrapped in the chat template unless ``lm.chat`` says otherwise).
+        prompts: The prompts (wrapped in the chat template unless ``lm.chat`` says otherwise); a shard from
+            :meth:`PromptSet.shard` records its place in the full set, for ``drift merge``.
         out: Output ``.h5`` path; written as ``out.partial`` and renamed when complete.
         config: What to capture (default: ``resid_post`` at every layer, last position).
         resume: Continue a killed run from ``out.partial``; the result is bit-identical to an uninterrupted run.
@@ -149,7 +151,7 @@ def extract(
     encoded = encode_prompts(lm, prompts)
     n_post = common_n_post(encoded) if "post_instruction" in positions else 0
     labels = position_labels(fixed_positions, n_post)
-    order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i].input_ids), i))
+    order = processing_order([len(e.input_ids) for e in encoded])
     plan = StorePlan(
         prompts=prompts.to_records(),
         n_tokens=[len(e.input_ids) for e in encoded],
@@ -162,6 +164,7 @@ def extract(
         d_model=lm.d_model,
         dtype=cfg.storage_dtype,
         provenance=_provenance(lm, prompts, cfg, layers, labels),
+        shard_rows=list(prompts.shard_info.rows) if prompts.shard_info is not None else None,
     )
     writer = StoreWriter.open(out, plan, resume=resume, overwrite=overwrite)
     targets = [(s, layer) for layer in layers for s in sites]

@@ -22,13 +22,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    from drift.cli import analysis, judging, study, training
+    from drift.cli import analysis, judging, report, scale, study, training
 
     parser = _Parser(prog="drift", description="polydrift: safety drift across languages")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands: dict = {}
-    for module in (analysis, judging, training, study):
+    for module in (analysis, judging, training, study, scale, report):
         commands |= module.register(sub)
     return parser, commands
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from drift.cli.common import add_model_args, chat_options, csv_list, layer_list, offset_list
+from drift.cli.scale import add_extract_scale_args, check_extract_scale_args, extract_with_ray
 from drift.errors import DriftError
 
 
@@ -28,6 +29,7 @@ def register(sub) -> dict:
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction into the same --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new one is complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_extract_scale_args(p)
 
     p = sub.add_parser("directions", help="fit refusal directions from a store; optionally select one on the model")
     p.add_argument("store", help="an .h5 store with harmful and harmless prompts")
@@ -108,17 +110,20 @@ def register(sub) -> dict:
 def cmd_extract(args: argparse.Namespace) -> int:
     """``drift extract``: validate everything cheap first, then load the model and capture."""
     from drift.capture import CaptureConfig, extract
-    from drift.data import load_prompts
+    from drift.data import load_prompts, parse_shard
     from drift.models import load_model
     from drift.store import partial_path
 
+    check_extract_scale_args(args)
+    shard = parse_shard(args.shard) if args.shard else None
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise DriftError(f"output {out} already exists: choose another --out, or pass --overwrite to replace it")
-    if args.resume and not partial_path(out).exists():
-        raise DriftError(f"nothing to resume: {partial_path(out)} does not exist (run without --resume)")
-    if not out.parent.is_dir():
-        raise DriftError(f"output folder {out.parent} does not exist: create it first")
+    if args.engine == "local":
+        if out.exists() and not args.overwrite:
+            raise DriftError(f"output {out} already exists: choose another --out, or pass --overwrite to replace it")
+        if args.resume and not partial_path(out).exists():
+            raise DriftError(f"nothing to resume: {partial_path(out)} does not exist (run without --resume)")
+        if not out.parent.is_dir():
+            raise DriftError(f"output folder {out.parent} does not exist: create it first")
     config = CaptureConfig(
         sites=tuple(args.sites),
         layers=tuple(args.layers) if args.layers is not None else None,
@@ -130,10 +135,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     )
     prompts = load_prompts(args.prompts, langs=args.langs, labels=args.labels)
     chat = chat_options(args)
+    if args.engine == "ray":
+        return extract_with_ray(args, config, prompts, chat)
+    if shard is not None:
+        prompts = prompts.shard(*shard)
     lm = load_model(args.model, adapter=args.adapter, dtype=args.dtype, device=args.device,
                     revision=args.revision, chat=chat)
     path = extract(lm, prompts, out, config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"wrote {path} ({len(prompts)} prompts)")
+    print(f"wrote {path} ({len(prompts)} prompts" + (f", shard {args.shard}" if shard else "") + ")")
     return 0
 
 

@@ -32,6 +32,7 @@ def register(sub) -> dict:
     p.add_argument("--add-coeff", type=float, default=1.0, help="coefficient for --add (default 1.0)")
     p.add_argument("--overwrite", action="store_true", help="replace completions of another run or config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--shard", help="generate only shard I of N of the prompts (I/N, 0-based), for drift merge")
 
     p = sub.add_parser("judge", help="judge completions: verdicts, coherence, ASR, agreement")
     p.add_argument("completions", nargs="+", help="completions .jsonl file(s); several runs give paired tests")
@@ -78,7 +79,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     """``drift generate``: completions with optional runtime interventions."""
     from contextlib import ExitStack
 
-    from drift.data import load_prompts
+    from drift.data import load_prompts, parse_shard
     from drift.generate import GenerationConfig, generate_completions
     from drift.interventions import ablate_direction, add_direction
     from drift.models import load_model
@@ -90,8 +91,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise DriftError("--add needs --add-layer (the layer whose input receives the direction)")
     if not args.out.endswith(".jsonl"):
         raise DriftError(f"--out must end in .jsonl, not {args.out}")
+    shard = parse_shard(args.shard) if args.shard else None
     vectors = {k: _load_vector(v) for k, v in (("ablate", args.ablate), ("add", args.add)) if v}
     prompts = load_prompts(args.prompts, langs=args.langs, labels=args.labels)
+    if shard is not None:
+        prompts = prompts.shard(*shard)
     lm = load_model(args.model, adapter=args.adapter, dtype=args.dtype, device=args.device, revision=args.revision,
                     chat=chat_options(args))
     with ExitStack() as stack:
@@ -101,7 +105,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             stack.enter_context(add_direction(lm, vectors["add"], args.add_layer, args.add_coeff))
         path = generate_completions(lm, prompts, args.out, config, overwrite=args.overwrite,
                                     progress=not args.quiet)
-    print(f"wrote {path} ({len(prompts)} prompts)")
+    print(f"wrote {path} ({len(prompts)} prompts" + (f", shard {args.shard}" if shard else "") + ")")
     return 0
 
 

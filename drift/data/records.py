@@ -15,6 +15,8 @@ from drift.errors import DriftError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from drift.data.shard import ShardInfo
+
 LABELS = ("harmful", "harmless")
 FIELDS = ("id", "group", "lang", "label", "category", "text", "source")
 
@@ -82,6 +84,8 @@ class PromptSet(Sequence[Prompt]):
         >>> ps = load_prompts("builtin:prompts?lang=en,de&label=harmful")  # doctest: +SKIP
         >>> train, test = ps.split(test_fraction=0.25, seed=0)  # doctest: +SKIP
     """
+
+    shard_info: ShardInfo | None = None  # set on the sets returned by :meth:`shard`
 
     def __init__(self, prompts: Iterable[Prompt], name: str = "") -> None:
         self._prompts: tuple[Prompt, ...] = tuple(prompts)
@@ -162,6 +166,16 @@ class PromptSet(Sequence[Prompt]):
         train = PromptSet([p for p in self._prompts if p.group not in test_groups], self.name)
         test = PromptSet([p for p in self._prompts if p.group in test_groups], self.name)
         return train, test
+
+    def shard(self, index: int, count: int) -> PromptSet:
+        """Shard ``index`` of ``count``, by prompt group (see :func:`drift.data.shard.shard_prompts`).
+
+        Translations of one item stay in one shard; the result's ``shard_info`` records the full set's hash and each
+        prompt's row in it, so shards can be merged back in this set's order.
+        """
+        from drift.data.shard import shard_prompts
+
+        return shard_prompts(self, index, count)
 
     def content_hash(self) -> str:
         """SHA-256 of the records in order (hex); identical sets hash identically anywhere."""

@@ -83,7 +83,8 @@ def generate_completions(
 
     Args:
         lm: A :class:`~drift.models.LoadedModel` (for ``backend="vllm"`` only its tokenizer and source are used).
-        prompts: Prompts to complete.
+        prompts: Prompts to complete; a shard from :meth:`PromptSet.shard` records its place in the full set in the
+            ``.meta.json`` file, for ``drift merge --completions``.
         out: The ``.jsonl`` file to write.
         config: Generation settings (default: greedy, 256 new tokens, batch 16).
         overwrite: Replace an existing file of another run or config.
@@ -123,8 +124,19 @@ def generate_completions(
             bar.update(len(batch))
     if target != out:
         os.replace(target, out)
-    _write_meta(out, lm, manifest, config, len(done) + len(todo), time.perf_counter() - start)
+    _write_meta(out, lm, manifest, config, len(done) + len(todo), time.perf_counter() - start, _prompt_meta(prompts))
     return out
+
+
+def _prompt_meta(prompts) -> dict:
+    """The prompt set's identity, and for a shard its place in the full set (what ``drift merge`` checks)."""
+    if not isinstance(prompts, PromptSet):
+        return {}
+    meta: dict = {"prompts": {"name": prompts.name, "hash": prompts.content_hash(), "n": len(prompts)}}
+    if prompts.shard_info is not None:
+        meta["shard"] = prompts.shard_info.to_dict() | {"ids": [p.id for p in prompts],
+                                                         "rows": list(prompts.shard_info.rows)}
+    return meta
 
 
 def _backend(lm, texts: list[str], config: GenerationConfig):
@@ -141,14 +153,14 @@ def _backend(lm, texts: list[str], config: GenerationConfig):
     return generate_batches(lm, texts, config)
 
 
-def _write_meta(out: Path, lm, manifest, config: GenerationConfig, n: int, seconds: float) -> None:
+def _write_meta(out: Path, lm, manifest, config: GenerationConfig, n: int, seconds: float, extra: dict) -> None:
     from drift._version import __version__
 
     meta = {
         "polydrift_version": __version__, "run": manifest.to_dict(), "model": lm.model_id, "adapter": lm.adapter,
         "dtype": str(lm.dtype).removeprefix("torch."), "device": str(lm.device), "chat_template_sha256":
         lm.formatter.template_hash, "generation": config.to_dict(), "gen_key": config.key, "n_completions": n,
-        "seconds_last_call": round(seconds, 2), "contains_harmful_text": True,
+        "seconds_last_call": round(seconds, 2), "contains_harmful_text": True, **extra,
     }
     tmp = out.with_name(out.name + META_SUFFIX + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")

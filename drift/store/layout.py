@@ -1,15 +1,21 @@
-"""Constants and small codecs of the on-disk layout (docs/store-spec.md, version 1.0)."""
+"""Constants and small codecs of the on-disk layout (docs/store-spec.md, version 1.1)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 ENCODING_TYPE = "polydrift.activation-store"
-ENCODING_VERSION = "1.0"
-READABLE_VERSIONS = ("1.0",)
+ENCODING_VERSION = "1.1"  # 1.1 added the optional shard/rows dataset and merged_from attribute
+READABLE_VERSIONS = ("1.0", "1.1")
+SHARD_ROWS = "shard/rows"
 PROMPT_COLUMNS = ("id", "group", "lang", "label", "category", "text", "source")
 STORAGE_DTYPES = ("float32", "float16", "bfloat16")
 FLOAT16_MAX = 65504.0
+
+
+def processing_order(n_tokens: list[int]) -> list[int]:
+    """The order rows are computed and stored in: decreasing token count, ties by prompt row."""
+    return sorted(range(len(n_tokens)), key=lambda i: (-n_tokens[i], i))
 
 
 def acts_path(site: str, layer: int) -> str:

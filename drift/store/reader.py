@@ -102,6 +102,11 @@ class ActivationStore:
         """True when all positions were captured (see :meth:`read_ragged`)."""
         return "ragged" in self._h5
 
+    @property
+    def shard_rows(self) -> np.ndarray | None:
+        """For a shard store (``drift extract --shard``), the full-set row of each prompt row; else None."""
+        return self._h5[L.SHARD_ROWS][()] if L.SHARD_ROWS in self._h5 else None
+
     @cached_property
     def provenance(self) -> dict:
         """Provenance recorded at extraction: package version, model, run, prompts, capture settings."""

@@ -33,6 +33,7 @@ class StorePlan:
         d_model: Residual width.
         dtype: Storage dtype name.
         provenance: JSON-ready provenance (model, run, prompts, capture config).
+        shard_rows: For a shard of a larger prompt set, the full-set row of each prompt (prompt order); else None.
     """
 
     prompts: list[dict]
@@ -46,6 +47,7 @@ class StorePlan:
     d_model: int
     dtype: str
     provenance: dict
+    shard_rows: list[int] | None = None
 
 
 def partial_path(path: Path) -> Path:
@@ -215,6 +217,8 @@ def _create(tmp: Path, plan: StorePlan) -> h5py.File:
     g.create_dataset("n_tokens", data=np.asarray(plan.n_tokens, dtype=np.int32))
     g.create_dataset("instr_span", data=np.asarray(plan.instr_span, dtype=np.int32).reshape(n, 2))
     h5.create_dataset("order", data=np.asarray(plan.order, dtype=np.int64))
+    if plan.shard_rows is not None:
+        h5.create_dataset(L.SHARD_ROWS, data=np.asarray(plan.shard_rows, dtype=np.int64))
     h5.create_dataset("positions", data=_strings([L.encode_position(p) for p in plan.positions]))
     h5.attrs["sites"] = json.dumps(plan.sites)
     h5.attrs["layers"] = json.dumps(plan.layers)
