@@ -2,8 +2,8 @@
 
 :class:`ResponseLM` runs the model's backbone and applies the LM head only at positions whose next token carries a
 label, so prompt and padding positions never pay for the vocabulary projection (trl 1.16's fused head scores every
-position when Triton is absent; ``benchmarks/finetune.py`` measures the three paths). It is an ``nn.Module`` whose forward is
-the whole computation, so the Trainer (and accelerate's DDP/FSDP wrappers) see an ordinary model.
+position when Triton is absent; ``benchmarks/finetune.py`` measures the three paths). It is an ``nn.Module`` whose
+forward is the whole computation, so the Trainer (and accelerate's DDP/FSDP wrappers) see an ordinary model.
 """
 
 from __future__ import annotations
