@@ -67,13 +67,14 @@ class _GroupStats:
         self.sums: dict[str, list] = {}  # label -> [sum x, sum y, count]
 
     def update(self, x: np.ndarray, y: np.ndarray, labels: np.ndarray) -> None:
-        self.cka.update(x, y)
+        self.cka.update(x, y)  # rows as stored: float32 rows get float32 products (cka_stream, precision "auto")
         self.cos.update(x, y)
         for label in ("harmful", "harmless"):
             m = labels == label
             if m.any():
                 acc = self.sums.setdefault(label, [0.0, 0.0, 0])
-                acc[0], acc[1], acc[2] = acc[0] + x[m].sum(0), acc[1] + y[m].sum(0), acc[2] + int(m.sum())
+                acc[0] = acc[0] + x[m].sum(0, dtype=np.float64)
+                acc[1], acc[2] = acc[1] + y[m].sum(0, dtype=np.float64), acc[2] + int(m.sum())
 
     def means(self, label: str) -> tuple[np.ndarray, np.ndarray, int]:
         sx, sy, n = self.sums[label]
@@ -83,8 +84,8 @@ class _GroupStats:
 def _stream(base, ft, site, layer, position, ft_rows, groups, labels, chunk_size) -> dict[str, _GroupStats]:
     stats = {name: _GroupStats() for name in groups}
     for rows, block in base.iter_chunks(site, layer, chunk_size=chunk_size, positions=[position]):
-        x = block[:, 0].astype(np.float64)
-        y = ft.read(site, layer, positions=[position], rows=ft_rows[rows])[:, 0].astype(np.float64)
+        x = block[:, 0]
+        y = ft.read(site, layer, positions=[position], rows=ft_rows[rows])[:, 0]
         for name, mask in groups.items():
             sel = mask[rows]
             if sel.any():

@@ -5,13 +5,14 @@
 * :func:`debiased_cka`: CKA from the unbiased HSIC estimator of Song et al. (2012) on linear Gram matrices. Unlike
   the biased estimator it is near 0 for independent data even when n <= d (per-language subsets).
 * :func:`rbf_cka`: Gaussian kernels with ``sigma^2 = threshold^2 * median squared distance``; O(n^2) memory.
-* :class:`CKAFitter` and :class:`StackedCKAFitter` (many layers at once): linear and debiased CKA from d x d and
-  d-vector sums, equal to the batch values while streaming over chunks, with memory independent of n.
+* :class:`CKAFitter` and :class:`StackedCKAFitter` (many layers at once, in :mod:`drift.metrics.cka_stream`): linear
+  and debiased CKA from d x d and d-vector sums while streaming over chunks, with memory independent of n; products
+  in float32 or float64 (``precision``), sums and results in float64.
 * :class:`MinibatchCKA`: the minibatch estimator of Nguyen, Raghu & Kornblith (2021) for very large n.
 * :func:`cka_bootstrap` and :func:`cka_permutation_test` (in :mod:`drift.metrics.cka_resampling`).
 
 Inputs are numpy arrays or torch tensors; torch inputs are computed as float64 tensors on their own device (GPU
-included). Every reported value is computed in float64 and returned as a Python float.
+included). Every value of the batch functions is computed in float64 and returned as a Python float.
 """
 
 from __future__ import annotations
@@ -44,10 +45,38 @@ def as_float64(a: Any, like: Array | None = None) -> Array:
     return np.asarray(a, dtype=np.float64)
 
 
+def as_stream_array(a: Any, like: Array | None) -> Array:
+    """``a`` as float32 or float64 (narrower floats -> float32, others -> float64): a tensor on ``like``'s device
+    when the sums live on a non-CPU device (or ``a`` is the first chunk and on one), else a numpy array."""
+    dev = like.device if _is_torch(like) else None
+    if like is None and _is_torch(a) and a.device.type != "cpu":
+        dev = a.device
+    if dev is not None:
+        import torch
+
+        t = torch.as_tensor(a).detach().to(dev)
+        if t.dtype in (torch.float32, torch.float64):
+            return t
+        return t.to(torch.float32 if t.is_floating_point() and t.element_size() < 4 else torch.float64)
+    if _is_torch(a):
+        a = a.detach().cpu()
+        a = (a.float() if a.is_floating_point() and a.element_size() < 4 else a).numpy()
+    a = np.asarray(a)
+    if a.dtype in (np.float32, np.float64):
+        return a
+    return a.astype(np.float32 if a.dtype.kind == "f" and a.dtype.itemsize < 4 else np.float64)
+
+
 def _checked(x: Any, y: Any, ndim: int, like: Array | None = None) -> tuple[Array, Array]:
     """Paired float64 arrays of ``ndim`` dimensions (rows on axis -2), with finite values."""
     x = as_float64(x, like)
     y = as_float64(y, x)
+    _check_pair(x, y, ndim)
+    return x, y
+
+
+def _check_pair(x: Array, y: Array, ndim: int) -> None:
+    """Raise a DriftError unless ``x`` and ``y`` are ``ndim``-D, paired row for row, and finite."""
     if x.ndim != ndim or y.ndim != ndim:
         want = "(n, d)" if ndim == 2 else "(layers, n, d)"
         raise DriftError(f"CKA needs {ndim}-D arrays {want}, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
@@ -56,7 +85,6 @@ def _checked(x: Any, y: Any, ndim: int, like: Array | None = None) -> tuple[Arra
                          "last axis (pass the same prompts, in the same order, to both)")
     if not (bool(_finite(x)) and bool(_finite(y))):
         raise DriftError("CKA inputs contain NaN or inf: check the activations (fp16 overflow?) before comparing")
-    return x, y
 
 
 def _finite(a: Array) -> Any:
@@ -75,17 +103,53 @@ def _fro2(a: Array) -> Array:
     return (a * a).sum((-2, -1))
 
 
-def _outer(a: Array, b: Array) -> Array:
-    return a[..., :, None] * b[..., None, :]
-
-
-def _vecmat(v: Array, m: Array) -> Array:
-    """``v' M`` over leading dimensions."""
-    return (v[..., None, :] @ m)[..., 0, :]
-
-
 def _diag(a: Array) -> Array:
     return a.diagonal(0, -2, -1)
+
+
+def _is_f32(a: Array) -> bool:
+    return str(a.dtype).endswith("float32")
+
+
+def _cast(a: Array, dtype: str) -> Array:
+    if _is_torch(a):
+        import torch
+
+        return a.to(getattr(torch, dtype))
+    return a.astype(dtype, copy=False)
+
+
+def _like(v: Array, a: Array) -> Array:
+    """``v`` in ``a``'s dtype."""
+    return _cast(v, str(a.dtype).split(".")[-1])
+
+
+def _colsum64(a: Array) -> Array:
+    return a.double().sum(-2) if _is_torch(a) else a.sum(-2, dtype=np.float64)
+
+
+def _norms64(a: Array) -> Array:
+    """Squared row norms, summed in ``a``'s precision, as float64."""
+    return _cast((a * a).sum(-1) if _is_torch(a) else np.einsum("...ij,...ij->...i", a, a), "float64")
+
+
+def _matvec64(g: Array, v: Array) -> Array:
+    """``G v`` in G's precision, as float64."""
+    return _cast((g @ _like(v, g)[..., None])[..., 0], "float64")
+
+
+def _vecmat64(v: Array, g: Array) -> Array:
+    """``v' G`` in G's precision, as float64."""
+    return _cast((_like(v, g)[..., None, :] @ g)[..., 0, :], "float64")
+
+
+def _stack(parts: list | tuple) -> Array:
+    """float64 vectors (..., d) stacked as the columns of (..., d, k)."""
+    if _is_torch(parts[0]):
+        import torch
+
+        return torch.stack(list(parts), -1).double()
+    return np.stack(parts, -1).astype(np.float64, copy=False)
 
 
 def _center_gram(k: Array) -> Array:
@@ -142,7 +206,9 @@ def debiased_cka(X: Array, Y: Array) -> float:
     """
     x, y = _checked(X, Y, 2)
     if x.shape[0] > max(x.shape[1], y.shape[1]):
-        return CKAFitter().update(x, y).result().debiased
+        from drift.metrics.cka_stream import CKAFitter
+
+        return CKAFitter(precision="float64").update(x, y).result().debiased
     x, y = x - x.mean(0), y - y.mean(0)  # translation does not change the estimator; it improves rounding
     k, l = x @ _t(x), y @ _t(y)
     return float(hsic_unbiased_gram(k, l) / (hsic_unbiased_gram(k, k) * hsic_unbiased_gram(l, l)) ** 0.5)
@@ -171,187 +237,6 @@ def rbf_cka(X: Array, Y: Array, threshold: float = 1.0) -> float:
     x, y = _checked(X, Y, 2)
     k, l = _center_gram(rbf_gram(x, threshold)), _center_gram(rbf_gram(y, threshold))
     return float((k * l).sum() / (_fro2(k) * _fro2(l)) ** 0.5)
-
-
-# ------------------------------------------------------------------------------------------- streaming CKA
-_SUMS = ("xx", "yy", "yx", "sx", "sy", "nx", "ny", "nx2", "ny2", "nxny", "x_nx", "x_ny", "y_nx", "y_ny")
-
-
-def _chunk_sums(x: Array, y: Array):
-    """The terms of ``_SUMS`` for one chunk, in order, computed lazily."""
-    nx, ny = _dot(x, x), _dot(y, y)  # squared row norms = diagonals of K = XX' and L = YY'
-    yield _t(x) @ x
-    yield _t(y) @ y
-    yield _t(y) @ x
-    yield from (x.sum(-2), y.sum(-2), nx.sum(-1), ny.sum(-1), _dot(nx, nx), _dot(ny, ny), _dot(nx, ny))
-    yield from (_vecmat(nx, x), _vecmat(ny, x), _vecmat(nx, y), _vecmat(ny, y))
-
-
-class _CKASums:
-    """Running sums that determine linear and debiased CKA, over any leading (layer) dimensions.
-
-    Rows are shifted by the first chunk's mean (both estimators are translation invariant), which keeps the
-    uncentred sums from cancelling catastrophically when activations have a large mean.
-    """
-
-    def __init__(self) -> None:
-        self.n = 0
-        self._ref: tuple[Array, Array] | None = None
-        self._s: dict[str, Array] = {}
-
-    @property
-    def like(self) -> Array | None:
-        """An array of the backend and device the sums live on (None before the first chunk)."""
-        return None if self._ref is None else self._ref[0]
-
-    def update(self, x: Array, y: Array) -> None:
-        if self._ref is None:
-            self._ref = (x.mean(-2)[..., None, :], y.mean(-2)[..., None, :])
-        elif x.shape[:-2] != self._ref[0].shape[:-2] or x.shape[-1] != self._ref[0].shape[-1] or \
-                y.shape[-1] != self._ref[1].shape[-1]:
-            raise DriftError(f"chunk shapes {tuple(x.shape)}, {tuple(y.shape)} do not match the first chunk's")
-        x, y = x - self._ref[0], y - self._ref[1]
-        for key, value in zip(_SUMS, _chunk_sums(x, y)):  # one d x d product alive at a time
-            if key in self._s:
-                self._s[key] += value  # in place: no second d x d temporary
-            else:
-                self._s[key] = value
-        self.n += x.shape[-2]
-
-    def linear(self) -> Array:
-        s, n = self._s, self.n
-        cxx = s["xx"] - _outer(s["sx"], s["sx"]) / n
-        cyy = s["yy"] - _outer(s["sy"], s["sy"]) / n
-        cyx = s["yx"] - _outer(s["sy"], s["sx"]) / n
-        return _fro2(cyx) / (_fro2(cxx) * _fro2(cyy)) ** 0.5
-
-    def _hsic(self, tr_kl, diag_kl, sum_k, tr_k, sum_l, tr_l, k1l1, k1_dl, dk_l1) -> Array:
-        """Unbiased HSIC from sums over the uncentred K and L (K~, L~: the same with zero diagonals).
-
-        ``tr_kl`` = tr(KL), ``diag_kl`` = sum_i K_ii L_ii, ``sum_k`` = 1'K1, ``tr_k`` = tr K, ``k1l1`` =
-        sum_i (K1)_i (L1)_i, ``k1_dl`` = sum_i (K1)_i L_ii, ``dk_l1`` = sum_i K_ii (L1)_i.
-        """
-        n = self.n
-        tr = tr_kl - diag_kl  # tr(K~ L~)
-        ones = (sum_k - tr_k) * (sum_l - tr_l)  # (1'K~1)(1'L~1)
-        cross = k1l1 - k1_dl - dk_l1 + diag_kl  # 1'K~L~1
-        return (tr + ones / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (n * (n - 3))
-
-    def _hsic_self(self, gram: Array, v: Array, norms: Array, norms2: Array, weighted: Array) -> Array:
-        kv = _dot(weighted, v)
-        vkv = _dot(_vecmat(v, gram), v)
-        return self._hsic(_fro2(gram), norms2, _dot(v, v), norms, _dot(v, v), norms, vkv, kv, kv)
-
-    def debiased(self) -> Array:
-        s = self._s
-        sx, sy = s["sx"], s["sy"]
-        hxy = self._hsic(_fro2(s["yx"]), s["nxny"], _dot(sx, sx), s["nx"], _dot(sy, sy), s["ny"],
-                         _dot(_vecmat(sy, s["yx"]), sx), _dot(s["x_ny"], sx), _dot(s["y_nx"], sy))
-        hxx = self._hsic_self(s["xx"], sx, s["nx"], s["nx2"], s["x_nx"])
-        hyy = self._hsic_self(s["yy"], sy, s["ny"], s["ny2"], s["y_ny"])
-        return hxy / (hxx * hyy) ** 0.5
-
-
-def _to_floats(a: Array) -> Any:
-    """A float (0-d) or a tuple of floats (1-d), on the CPU."""
-    if _is_torch(a):
-        a = a.detach().cpu().numpy()
-    out = np.asarray(a, dtype=np.float64).tolist()
-    return tuple(out) if isinstance(out, list) else float(out)
-
-
-def _results(sums: _CKASums) -> tuple[Any, Any]:
-    if sums.n < 2:
-        raise DriftError(f"CKA needs at least 2 rows, got {sums.n}")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        linear = _to_floats(sums.linear())
-        if sums.n >= 4:
-            return linear, _to_floats(sums.debiased())
-    nan = float("nan")
-    return linear, (nan if isinstance(linear, float) else (nan,) * len(linear))
-
-
-@dataclass(frozen=True)
-class CKAResult:
-    """Linear and debiased CKA of the rows seen so far (debiased is NaN below 4 rows)."""
-
-    linear: float
-    debiased: float
-    n: int
-
-
-class CKAFitter:
-    """Exact linear and debiased CKA from running float64 sums (memory O(d^2), independent of n).
-
-    With ``K = XX'`` and ``L = YY'``, every term of both estimators is a function of ``X'X``, ``Y'Y``, ``Y'X``, the
-    column sums and sums weighted by the squared row norms, all of which add up over chunks. Torch chunks are
-    accumulated as float64 tensors on the device of the first chunk.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.random.default_rng(0).normal(size=(100, 8))
-        >>> f = CKAFitter()
-        >>> for i in range(0, 100, 30):
-        ...     _ = f.update(x[i:i + 30], 2 * x[i:i + 30] + 1)
-        >>> round(f.result().linear, 12), round(f.result().debiased, 12)
-        (1.0, 1.0)
-    """
-
-    def __init__(self) -> None:
-        self._sums = _CKASums()
-
-    @property
-    def n(self) -> int:
-        """Rows seen so far."""
-        return self._sums.n
-
-    def update(self, X: Array, Y: Array) -> CKAFitter:
-        """Add paired rows shaped (n_chunk, d1) and (n_chunk, d2)."""
-        self._sums.update(*_checked(X, Y, 2, self._sums.like))
-        return self
-
-    def result(self) -> CKAResult:
-        """Frozen linear and debiased CKA of the rows seen so far."""
-        linear, debiased = _results(self._sums)
-        return CKAResult(linear, debiased, self.n)
-
-
-@dataclass(frozen=True)
-class StackedCKAResult:
-    """Linear and debiased CKA per layer (tuples indexed like the stacked inputs' first axis)."""
-
-    linear: tuple[float, ...]
-    debiased: tuple[float, ...]
-    n: int
-
-    def layer(self, i: int) -> CKAResult:
-        """The result of one layer."""
-        return CKAResult(self.linear[i], self.debiased[i], self.n)
-
-
-class StackedCKAFitter:
-    """:class:`CKAFitter` for many layers at once: chunks shaped (layers, n_chunk, d), one batched product each.
-
-    Memory is O(layers d^2), independent of n; on a GPU this keeps every layer's sums on the device.
-    """
-
-    def __init__(self) -> None:
-        self._sums = _CKASums()
-
-    @property
-    def n(self) -> int:
-        """Rows seen so far (per layer)."""
-        return self._sums.n
-
-    def update(self, X: Array, Y: Array) -> StackedCKAFitter:
-        """Add paired rows shaped (layers, n_chunk, d1) and (layers, n_chunk, d2)."""
-        self._sums.update(*_checked(X, Y, 3, self._sums.like))
-        return self
-
-    def result(self) -> StackedCKAResult:
-        """Frozen per-layer linear and debiased CKA."""
-        linear, debiased = _results(self._sums)
-        return StackedCKAResult(linear, debiased, self.n)
 
 
 # ------------------------------------------------------------------------------------------- minibatch CKA
@@ -396,14 +281,18 @@ class MinibatchCKA:
             return MinibatchCKAResult(float(hxy / np.sqrt(hxx * hyy)), self.batches, self.n)
 
 
-# The resampling API lives in its own module (module size); it is re-exported here lazily (PEP 562), without an
-# import cycle, so ``from drift.metrics.cka import cka_bootstrap`` works.
-_RESAMPLING = ("CKAInterval", "CKAPermutation", "cka_bootstrap", "cka_permutation_test")
+# The streaming fitters and the resampling API live in their own modules (module size); they are re-exported here
+# lazily (PEP 562), without an import cycle, so ``from drift.metrics.cka import CKAFitter, cka_bootstrap`` works.
+_LAZY = {
+    "cka_stream": ("CKAFitter", "CKAResult", "StackedCKAFitter", "StackedCKAResult"),
+    "cka_resampling": ("CKAInterval", "CKAPermutation", "cka_bootstrap", "cka_permutation_test"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _RESAMPLING:
-        from drift.metrics import cka_resampling
+    for module, names in _LAZY.items():
+        if name in names:
+            import importlib
 
-        return getattr(cka_resampling, name)
+            return getattr(importlib.import_module(f"drift.metrics.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
