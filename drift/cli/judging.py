@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from drift.cli.common import add_model_args, chat_options, csv_list
+from drift.cli.scale import add_sharded_scale_args, check_sharded_scale_args, generate_with_ray
 from drift.errors import DriftError
 
 
@@ -17,7 +18,8 @@ def register(sub) -> dict:
     p.add_argument("--prompts", default="builtin:prompts", help="PATH, builtin:NAME, hf:NAME or polyrefuse:DIR")
     p.add_argument("--langs", type=csv_list, help="comma-separated ISO 639-1 codes to keep")
     p.add_argument("--labels", type=csv_list, help="harmful, harmless or both")
-    p.add_argument("--out", required=True, help="output completions .jsonl (rerun to resume)")
+    p.add_argument("--out", required=True, help="output completions .jsonl (rerun to resume); a folder with "
+                                                "--engine ray")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -32,7 +34,7 @@ def register(sub) -> dict:
     p.add_argument("--add-coeff", type=float, default=1.0, help="coefficient for --add (default 1.0)")
     p.add_argument("--overwrite", action="store_true", help="replace completions of another run or config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--shard", help="generate only shard I of N of the prompts (I/N, 0-based), for drift merge")
+    add_sharded_scale_args(p, "generate")
 
     p = sub.add_parser("judge", help="judge completions: verdicts, coherence, ASR, agreement")
     p.add_argument("completions", nargs="+", help="completions .jsonl file(s); several runs give paired tests")
@@ -89,11 +91,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, backend=args.backend, autocast=args.autocast)
     if args.add and args.add_layer is None:
         raise DriftError("--add needs --add-layer (the layer whose input receives the direction)")
-    if not args.out.endswith(".jsonl"):
+    check_sharded_scale_args(args, "generate")
+    if args.engine == "local" and not args.out.endswith(".jsonl"):
         raise DriftError(f"--out must end in .jsonl, not {args.out}")
     shard = parse_shard(args.shard) if args.shard else None
     vectors = {k: _load_vector(v) for k, v in (("ablate", args.ablate), ("add", args.add)) if v}
     prompts = load_prompts(args.prompts, langs=args.langs, labels=args.labels)
+    if args.engine == "ray":
+        return generate_with_ray(args, config, prompts, chat_options(args))
     if shard is not None:
         prompts = prompts.shard(*shard)
     lm = load_model(args.model, adapter=args.adapter, dtype=args.dtype, device=args.device, revision=args.revision,

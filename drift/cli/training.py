@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from drift.cli.common import csv_list
+from drift.cli.scale import RAY_OPTIONS, add_finetune_scale_args, check_local_options, finetune_with_ray
 from drift.errors import DriftError
 
 
@@ -37,6 +38,7 @@ def register(sub) -> dict:
     p.add_argument("--scheduler", help="learning-rate schedule: linear, constant, cosine, ...")
     p.add_argument("--device", help="auto, cpu, cuda")
     p.add_argument("--quiet", action="store_true")
+    add_finetune_scale_args(p)
     return {"finetune": cmd_finetune} | register_capability(sub)
 
 
@@ -56,6 +58,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """``drift finetune``: run a sweep (or a single run) and print one line per run."""
     from drift.finetune import load_sweep, make_sweep, run_sweep
 
+    check_local_options(args, RAY_OPTIONS, "a local run trains the sweep's runs one after another in this process")
     overrides = _overrides(args)
     if args.config:
         sweep = load_sweep(args.config, **overrides)
@@ -63,7 +66,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if "out" not in overrides:
             raise DriftError("give --out (the sweep folder) or a --config file")
         sweep = make_sweep(overrides, where="the command line")
-    manifests = run_sweep(sweep, progress=not args.quiet)
+    if args.engine == "ray":
+        manifests = finetune_with_ray(args, sweep)
+    else:
+        manifests = run_sweep(sweep, progress=not args.quiet)
     print(f"{len(manifests)} run(s) in {sweep.out}: " + ", ".join(m.run_id for m in manifests))
     return 0
 
