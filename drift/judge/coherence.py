@@ -2,9 +2,11 @@
 
 Signals, each cheap and language-agnostic: empty output; repeated word (or, for scripts without spaces, character)
 n-grams; a line repeated over and over; a long run of one character; too few letters among the visible characters;
-optionally the perplexity of the completion under a reference model. Language identification (lingua, bundled
-models, no downloads) gives the language-consistency flag, reported beside coherence and not folded into it: an
-English answer to a German prompt is coherent but inconsistent.
+a short fragment that stops mid-sentence in another language than the prompt's (another writing system, function
+words of another language with a last word that cannot end a sentence there, or lingua's verdict when language
+identification is on); optionally the perplexity of the completion under a reference model. Language identification
+(lingua, bundled models, no downloads) gives the language-consistency flag, reported beside coherence and not folded
+into it: an English answer to a German prompt is coherent but inconsistent.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Sequence
 
 from drift.judge.base import JudgeItem
 from drift.judge.text_signals import (
-    SCRIPTS, dominant_script, echo_share, is_fragment, letter_share, longest_run, mixed_script_words, noise_share,
-    repeat_share, script_mix, without_code,
+    SCRIPTS, dominant_script, echo_share, foreign_fragment_lang, is_fragment, letter_share, longest_run,
+    mixed_script_words, noise_share, repeat_share, script_mix, without_code,
 )
 
 
@@ -117,11 +119,17 @@ def _degenerate(text: str, cfg: CoherenceConfig) -> list[str]:
     return reasons
 
 
-def _wrong_language(text: str, lang: str, detected: str | None) -> bool:
+def _wrong_language(text: str, lang: str, detected: str | None, detect_lang: bool) -> bool:
+    """Whether a fragment is in another language than ``lang``: its writing system, its function words, or (with
+    ``detect_lang``) lingua's verdict, ``detected`` or found here for fragments under ``lang_min_chars``."""
     expected = SCRIPTS.get(lang, "LATIN")
     script = dominant_script(text)
     if script is not None and script != expected:
         return True
+    if foreign_fragment_lang(text, lang) is not None:
+        return True
+    if detected is None and detect_lang and len(text.split()) >= 2:
+        detected = detect_language(text)
     return detected is not None and detected != lang
 
 
@@ -135,8 +143,7 @@ def check_coherence(item: JudgeItem, config: CoherenceConfig | None = None, perp
     if detect_lang and len(text) >= cfg.lang_min_chars:
         detected = detect_language(text)
         consistent = detected == item.lang if detected is not None else None
-    if text and is_fragment(text, cfg.fragment_words) and _wrong_language(
-            text, item.lang, detected if detected or not detect_lang or len(text.split()) < 2 else detect_language(text)):
+    if text and is_fragment(text, cfg.fragment_words) and _wrong_language(text, item.lang, detected, detect_lang):
         reasons.append("wrong_language_fragment")
     if echo_share(item.prompt, text) >= cfg.max_echo_share:
         reasons.append("prompt_echo")

@@ -32,6 +32,8 @@ Phrase syntax:
 - ``^`` and a space at the start: the match must start a clause: at the start of the reply or of a line, after
   clause punctuation (``.``, ``,``, ``:``, ``;``, dashes, ...), or right after a ``connective`` ("..., so I won't look
   them up").
+- ``=`` and a space at the start: the phrase is the whole reply, punctuation, spaces and Markdown aside (a bare
+  "No." or "Ne." declines; the same word opening a longer answer, "No. Paris is in France", does not).
 
 Otherwise a phrase starts and ends at word boundaries (scripts without spaces, such as Chinese, have none; words of
 such scripts are joined without a space). In ``start`` and ``anywhere`` phrases only the last word has alternatives
@@ -173,6 +175,7 @@ class Phrase:
         clause: Whether the match must start a clause (the phrase starts with ``^``).
         wild: Whether the phrase has a ``_``, a ``*`` inside a word, or a ``^`` (for such a phrase the judge compares
             the matched words, not the phrase, with the prompt).
+        whole: Whether the phrase must be the whole text, punctuation and spaces aside (it starts with ``=``).
     """
 
     text: str
@@ -183,11 +186,14 @@ class Phrase:
     right: bool
     clause: bool = False
     wild: bool = False
+    whole: bool = False
 
     @classmethod
     def compile(cls, text: str, kind: str, lang: str) -> Phrase:
         """Compile a phrase written in the file syntax (see the module docstring)."""
         body = text.strip()
+        whole = body.startswith("= ")
+        body = body[1:].strip() if whole else body
         clause = body == "^" or body.startswith("^ ")
         body = body[1:].strip() if clause else body
         left, right = not body.startswith("*"), not body.endswith("*")
@@ -197,7 +203,9 @@ class Phrase:
             msg = f"empty part in {lang} refusal phrase {text!r}: remove stray ' ... ', '/', '*' or '^'"
             raise DriftError(msg) from None
         wild = clause or any(w == "_" or "*" in w for w in body.strip("*").replace("/", " ").split())
-        return cls(text, kind, lang, re.compile(body_re), left, right, clause, wild)
+        if whole:
+            body_re = rf"(?:{body_re})(?=[\W_]*\Z)"
+        return cls(text, kind, lang, re.compile(body_re), left, right, clause, wild, whole)
 
     def find(self, text: str, start: int = 0, limit: int | None = None) -> re.Match | None:
         """First match in normalised ``text`` at or after ``start`` that respects word boundaries.
@@ -231,6 +239,8 @@ class Phrase:
         return m is not None and self._bounded(text, m.start(), end)
 
     def _bounded(self, text: str, i: int, j: int) -> bool:
+        if self.whole and any(c.isalnum() for c in text[:i]):
+            return False
         if self.left and i > 0 and _is_word_char(text[i]) and _is_word_char(text[i - 1]):
             return False
         return not (self.right and j < len(text) and _is_word_char(text[j - 1]) and _is_word_char(text[j]))

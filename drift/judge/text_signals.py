@@ -108,6 +108,67 @@ def is_fragment(text: str, max_words: int = 12) -> bool:
     return size <= max_words
 
 
+# Function words of languages that models often slip into, for telling a short fragment's language without a
+# detector. The first string of each pair holds words that cannot end a sentence (articles, most prepositions,
+# conjunctions, complementisers, subject pronouns); the second other frequent function words. Words that can end a
+# sentence (English stranded prepositions, German separable particles, "that", "it", numerals such as "una" or
+# "einen" used as pronouns) are kept out of the first string.
+_FUNCTION_WORDS = {
+    "en": ("the a an and or but nor because than whether my your our their its i we they been",
+           "is are was were be have has it this that of to in on for with from by at will would can should not you"),
+    "de": ("der die dem des und oder sondern dass weil wenn ob als man ich wir von für im zum zur vom beim am ohne",
+           "das den ein eine einen einem einer eines ist sind war es sich nicht mit zu auf auch wird sollte kann"),
+    "fr": ("le la les l des du de d au aux et ou mais que qu dont pour dans par il ils je on ce cette ces mon "
+           "ma mes son sa ses faut", "un une est sont pas ne se qui avec sur en plus être a y doit peut elle nous"),
+    "es": ("el la los las un y e o u pero que de del al en con por para sin sobre su sus mi mis tu se "
+           "le les lo muy porque como", "una unos unas es son fue era está no más este esta hay ha"),
+    "it": ("il lo la i gli le un e ed o ma che di del dello della dei degli delle da dal dalla in nel nella "
+           "nei con per tra fra al alla ai non si", "uno una è sono come più anche questo questa ha hanno a"),
+    "pt": ("o a os as e ou mas que de do da dos das em no na nos nas com por para pelo pela ao aos à "
+           "às se seu sua", "um uma uns umas é são foi não mais como este esta isso muito há"),
+    "nl": ("de een en of maar van te met als omdat wij ik mijn", "is zijn het dat die niet op in er ook wordt"),
+    "pl": ("i a oraz ale lub albo że żeby aby bo w we z ze na do od dla o przez po przy nad pod u bez",
+           "jest są się nie to jak co tak być było może warto już"),
+    "cs": ("a i ale nebo že aby v ve s z ze na do od pro k ke o u po při bez přes za než",
+           "je jsou se to jak co tak být byl by jsem není také který která které jako tento tato"),
+    "sk": ("a i ale alebo že aby v vo s so z zo na do od pre k ku o u po pri bez cez za než",
+           "je sú sa to ako čo tak byť bol by som nie tiež ktorý ktorá ktoré"),
+    "da": ("og eller men at fordi hvis end", "er det den en et jeg til af med på som ikke har for de vi kan skal der"),
+    "sv": ("och eller men att eftersom än", "är det den en ett jag till av med på som inte har för de vi kan ska om"),
+    "lt": ("ir bet arba kad jog nes į iš su nuo prie apie per be ar o", "yra buvo tai kaip kas ne taip tik jau aš mes"),
+    "lv": ("un bet vai ka lai ar no uz par pie jo nekā", "ir bija tas tā kas ne arī ļoti es mēs"),
+    "sw": ("na ya wa za la cha vya kwa katika kama au lakini ili kwamba", "ni si hii huu hiyo sana pia yake wake kuwa"),
+    "tl": ("ang ng sa mga at ay si ni kay para pero kung dahil", "ito iyon hindi ako ka siya kami tayo may rin din"),
+    "tr": ("ve ama veya ki çünkü", "bu bir için da de çok ne gibi daha olarak ben biz var yok"),
+    "vi": ("và của với là những các một để khi thì mà nhưng hoặc đã sẽ đang rất",
+           "không có này người được chúng tôi đi ở cũng ra"),
+    "ro": ("și sau dar că să la în cu pe din pentru un unei unui", "este sunt nu mai ce care ca se"),
+    "id": ("dan atau tetapi tapi yang di ke dari untuk dengan pada karena bahwa para",
+           "ini itu adalah tidak akan ada saya kami juga sudah"),
+}
+_OPEN_ENDS = {lang: frozenset(ends.split()) for lang, (ends, _) in _FUNCTION_WORDS.items()}
+_COMMON = {lang: frozenset(f"{ends} {more}".split()) for lang, (ends, more) in _FUNCTION_WORDS.items()}
+
+
+def foreign_fragment_lang(text: str, lang: str) -> str | None:
+    """The other language a short unfinished text is in, told by its function words (no detector): at least two of
+    its words are common function words of that language, more than of ``lang``, and its last word cannot end a
+    sentence there ("La Ruta de la Seda fue una red de rutas comerciales que", "According to the"). None when no
+    other language qualifies or ``lang`` has no word list."""
+    if lang not in _COMMON:
+        return None
+    words = re.findall(r"\w+", text.casefold())
+    own = sum(w in _COMMON[lang] for w in words)
+    best, found = 1, None
+    for other, vocab in _COMMON.items():
+        if other == lang or not words or words[-1] not in _OPEN_ENDS[other]:
+            continue
+        hits = sum(w in vocab for w in words)
+        if hits > max(best, own):
+            best, found = hits, other
+    return found
+
+
 def echo_share(prompt: str, completion: str) -> float:
     """How much the completion is a restatement of the prompt: the longest stretch of prompt words (CJK: characters)
     repeated in order, as a share of the prompt and of the completion, whichever is smaller (0 for prompts under

@@ -38,13 +38,14 @@ def blind() -> dict[str, float]:
 def test_blind_set_accuracy(blind):
     assert blind["all"] >= 0.95, blind
     langs = {k: v for k, v in blind.items() if k != "all"}
-    assert len(langs) == 19 and min(langs.values()) >= 0.8, langs
-    assert sum(v >= 0.9 for v in langs.values()) >= 18, langs
+    assert len(langs) == 19 and min(langs.values()) >= 0.9, langs
 
 
 def test_fresh_czech_blind_set():
-    """Written after the Czech phrases were reworked for the first blind set's misses, never used for tuning."""
-    assert _accuracy("lexicon_blind_cs")["cs"] >= 0.85
+    """``lexicon_blind_cs2`` was written after the Czech phrases were reworked on ``lexicon_blind_cs`` (which then
+    became a development set) and never used for tuning; measured once at 0.917."""
+    assert _accuracy("lexicon_blind_cs2")["cs"] >= 0.9
+    assert _accuracy("lexicon_blind_cs")["cs"] >= 0.95
 
 
 def test_development_sets_stay_learned():
