@@ -44,7 +44,7 @@ def demo_config(out_dir: str | Path | None = None, full: bool = False, device: s
     return study_from_dict(table, "the embedded demo")
 
 
-def summarize(root: Path, judge: str = "refusal-lexicon") -> list[str]:
+def summarize(root: Path, judge: str = "refusal-lexicon-strict") -> list[str]:
     """Lines of the headline results: refusal rate on held-out harmful prompts per model state and language."""
     import json
 

@@ -29,7 +29,7 @@ def demo(tmp_path_factory):
 def _verdict_counts(root, role, lang):
     runs = {r["run_id"]: r for r in json.loads((root / "study.json").read_text())["runs"]}
     v = pd.read_csv(root / "judged" / "verdicts.csv")
-    v = v[(v.judge == "refusal-lexicon") & (v.label == "harmful") & (v.lang == lang)]
+    v = v[(v.judge == "refusal-lexicon-strict") & (v.label == "harmful") & (v.lang == lang)]
     v = v[v.run_id.map(lambda r: runs[r]["role"]) == role]
     return int((v.verdict == "refusal").sum()), len(v)
 

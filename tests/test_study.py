@@ -70,6 +70,7 @@ def test_study_runs_resumes_and_redoes_only_what_changed(tiny_llama, tmp_path, c
     ("[study]\nnme = 1\n", "unknown [study] key"),
     ("[evaluation]\n", "unknown table"),
     ("[eval]\nlangs = 3 4\n", "not valid TOML"),
+    ('[eval]\njudges = ["refusal-lexicon"]\nprimary_judge = "wildguard"\n', "is not one of the judges"),
 ])
 def test_bad_study_files(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
@@ -77,3 +78,11 @@ def test_bad_study_files(tmp_path, capsys, text, message):
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_primary_judge_defaults_to_a_listed_judge():
+    from drift.study.config import study_from_dict
+
+    assert study_from_dict({}).eval.primary_judge == "refusal-lexicon-strict"
+    assert study_from_dict({"eval": {"judges": ["substring-en12", "refusal-lexicon"]}}).eval.primary_judge == \
+        "substring-en12"

@@ -20,7 +20,7 @@ class EvalConfig:
     max_new_tokens: int = 48
     batch_size: int = 20
     judges: tuple[str, ...] = ("refusal-lexicon", "refusal-lexicon-strict")
-    primary_judge: str = "refusal-lexicon"
+    primary_judge: str = "refusal-lexicon-strict"
     sites: tuple[str, ...] = ("resid_post",)
     positions: tuple[str, ...] = ("last",)
     compare_metrics: tuple[str, ...] = ("linear_cka", "debiased_cka", "cosine", "rel_norm_change",
@@ -77,10 +77,23 @@ def study_from_dict(table: dict, where: str = "config") -> StudyConfig:
     bad = sorted(set(ev) - {f.name for f in fields(EvalConfig)})
     if bad:
         raise DriftError(f"unknown [eval] key(s) {bad} in {where}; known: {sorted(f.name for f in fields(EvalConfig))}")
+    _check_primary_judge(ev, where)
     align = table.get("align", {})
     align = [dict(a) for a in align] if isinstance(align, list) else dict(align)
     return StudyConfig(**study, align=align, finetune=dict(table.get("finetune", {})),
                        eval=EvalConfig(**_tuples(ev)))
+
+
+def _check_primary_judge(ev: dict, where: str) -> None:
+    """Default ``primary_judge`` to the first judge when the default is not among ``judges``; refuse a named one
+    that is not."""
+    judges = list(ev.get("judges", EvalConfig.judges))
+    if "primary_judge" not in ev:
+        if EvalConfig.primary_judge not in judges and judges:
+            ev["primary_judge"] = judges[0]
+    elif ev["primary_judge"] not in judges:
+        raise DriftError(f"[eval] primary_judge {ev['primary_judge']!r} in {where} is not one of the judges "
+                         f"{judges}: add it to judges or pick one of them")
 
 
 def load_study(path: str | Path) -> StudyConfig:
