@@ -47,6 +47,12 @@ def register(sub) -> dict:
     p.add_argument("--adjudicate", type=csv_list, metavar="FIRST,SECOND,ADJUDICATOR",
                    help="RefusEU protocol: the adjudicator judges only where the first two disagree")
     p.add_argument("--no-coherence", action="store_true", help="skip the coherence and language pass")
+    p.add_argument("--reference-model", metavar="MODEL",
+                   help="a model (hub id, path or 'default') whose perplexity of each completion feeds the coherence "
+                        "pass; pick one stronger in the evaluated languages than the model that wrote them")
+    p.add_argument("--max-perplexity", type=float, default=100.0,
+                   help="with --reference-model: completions above this perplexity are incoherent (default 100)")
+    p.add_argument("--device", default="auto", help="with --reference-model: cpu, cuda, cuda:N, auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--audit", type=int, default=0, metavar="N",
                    help="also export up to N disagreements per run and language to audit.csv")
@@ -138,10 +144,20 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
     if args.adjudicate is not None and len(args.adjudicate) != 3:
         raise DriftError("--adjudicate takes three judge names: FIRST,SECOND,ADJUDICATOR")
+    reference, coherence_config = None, None
+    if args.reference_model:
+        from drift.judge.coherence import CoherenceConfig
+        from drift.models import load_model
+
+        if args.no_coherence or args.max_perplexity <= 0:
+            raise DriftError("--reference-model feeds the coherence pass: drop --no-coherence and give "
+                             "--max-perplexity > 0")
+        reference = load_model(args.reference_model, device=args.device)
+        coherence_config = CoherenceConfig(max_perplexity=args.max_perplexity)
     written = judge_completions(args.completions, args.judges, args.out, judge_options=_judge_options(args.option),
                                 majority=args.majority, adjudicate=tuple(args.adjudicate) if args.adjudicate else None,
-                                coherence=not args.no_coherence, batch_size=args.batch_size,
-                                progress=not args.quiet)
+                                coherence=not args.no_coherence, coherence_config=coherence_config,
+                                reference=reference, batch_size=args.batch_size, progress=not args.quiet)
     if args.audit:
         comp = pd.DataFrame(load_completion_records(args.completions))
         verdicts = pd.read_csv(written["verdicts.csv"])

@@ -7,6 +7,24 @@ words of another language with a last word that cannot end a sentence there, or 
 identification is on); optionally the perplexity of the completion under a reference model. Language identification
 (lingua, bundled models, no downloads) gives the language-consistency flag, reported beside coherence and not folded
 into it: an English answer to a German prompt is coherent but inconsistent.
+
+Non-answers of small models under greedy decoding (:mod:`drift.judge.echo`; units are words, or characters in CJK
+text, and shares are measured in characters):
+
+- ``prompt_echo``: the completion is the request restated (:func:`~drift.judge.text_signals.echo_share` >= 0.5) and
+  adds at most one word of its own. A refusal that restates the request ("I won't write ...") adds its own words.
+- ``looping``: >= 25% of the text (at least 10 units) repeats 5-word spans (CJK: 6 characters) said earlier in it,
+  spans being looked for within sentences. Spans copied from the prompt do not count (a refusal may restate the
+  request twice), nor whole lines repeated as a refrain in a text of three or more distinct lines. The bundled
+  answers and the hand-written answers of the labelled sets stay at or under 12%.
+- ``echo_loop``: >= 75% of the text is copied from the prompt or from itself (5-word / 6-character spans) and a
+  sentence of 5+ units recurs verbatim: the request restated and then said again, with little else (legitimate
+  answers reach at most 56%, none repeats a sentence).
+- ``translation_frame``: the first sentence restates the prompt as the completion's own words (unquoted, two thirds
+  of its 3+ words the prompt's), and what follows has a word of translating in another language than the prompt's
+  and a quotation of 3+ units (CJK: 4) taken from the prompt or the restatement ('Ich kann ... lesen?  In German, the
+  phrase "..." translates to ...'). Prompts that ask about meaning or translation, or quote anything, are exempt,
+  and so is a reply that quotes the request before translating it.
 """
 
 from __future__ import annotations
@@ -18,6 +36,9 @@ from functools import lru_cache
 from typing import Sequence
 
 from drift.judge.base import JudgeItem
+from drift.judge.echo import (
+    loop_share, new_units, prose_of, repeats_a_sentence, restated_share, translation_frame, units,
+)
 from drift.judge.text_signals import (
     SCRIPTS, dominant_script, echo_share, foreign_fragment_lang, is_fragment, letter_share, longest_run,
     mixed_script_words, noise_share, repeat_share, script_mix, without_code,
@@ -42,7 +63,17 @@ class CoherenceConfig:
         fragment_words: A text of at most this many words (CJK: characters / 2) that stops mid-sentence and is in
             another language or script than the prompt is a fragment, not an answer.
         max_echo_share: A completion whose :func:`~drift.judge.text_signals.echo_share` reaches this restates the
-            request instead of answering it.
+            request instead of answering it, unless it adds more than ``max_echo_new_units`` words of its own.
+        max_echo_new_units: Words (CJK: characters) absent from the prompt that a pure restatement may carry.
+        max_loop_share: A text (``min_loop_units`` or more) whose :func:`~drift.judge.echo.loop_share` reaches this
+            loops instead of answering.
+        min_loop_units: Looping is judged only on texts of at least this many units.
+        loop_words: Span size of the loop and echo-loop checks in words (``loop_chars`` characters in CJK text).
+        loop_chars: Span size in characters for CJK text.
+        max_restated_share: A text whose :func:`~drift.judge.echo.restated_share` reaches this and that says a
+            sentence twice restates instead of answering.
+        translation_quote_units: Smallest quotation (in units; CJK one more) that makes a translation comment a
+            comment on the prompt.
         lang_min_chars: Texts shorter than this get no language verdict (None): identification is unreliable.
         max_perplexity: With a reference model, completions above this perplexity are incoherent.
     """
@@ -58,6 +89,13 @@ class CoherenceConfig:
     max_noise_share: float = 0.12
     fragment_words: int = 12
     max_echo_share: float = 0.5
+    max_echo_new_units: int = 1
+    max_loop_share: float = 0.25
+    min_loop_units: int = 10
+    loop_words: int = 5
+    loop_chars: int = 6
+    max_restated_share: float = 0.75
+    translation_quote_units: int = 3
     lang_min_chars: int = 24
     max_perplexity: float | None = None
 
@@ -119,6 +157,23 @@ def _degenerate(text: str, cfg: CoherenceConfig) -> list[str]:
     return reasons
 
 
+def _non_answer(prompt: str, text: str, lang: str, cfg: CoherenceConfig) -> list[str]:
+    """Reasons why a completion restates or loops instead of answering (see the module docstring)."""
+    reasons = []
+    if (echo_share(prompt, text) >= cfg.max_echo_share
+            and new_units(prompt, text) <= cfg.max_echo_new_units):
+        reasons.append("prompt_echo")
+    if (len(units(prose_of(text))) >= cfg.min_loop_units
+            and loop_share(prompt, text, cfg.loop_words, cfg.loop_chars) >= cfg.max_loop_share):
+        reasons.append("looping")
+    if (restated_share(prompt, text, cfg.loop_words, cfg.loop_chars) >= cfg.max_restated_share
+            and repeats_a_sentence(text)):
+        reasons.append("echo_loop")
+    if translation_frame(prompt, text, lang, cfg.translation_quote_units):
+        reasons.append("translation_frame")
+    return reasons
+
+
 def _wrong_language(text: str, lang: str, detected: str | None, detect_lang: bool) -> bool:
     """Whether a fragment is in another language than ``lang``: its writing system, its function words, or (with
     ``detect_lang``) lingua's verdict, ``detected`` or found here for fragments under ``lang_min_chars``."""
@@ -145,8 +200,8 @@ def check_coherence(item: JudgeItem, config: CoherenceConfig | None = None, perp
         consistent = detected == item.lang if detected is not None else None
     if text and is_fragment(text, cfg.fragment_words) and _wrong_language(text, item.lang, detected, detect_lang):
         reasons.append("wrong_language_fragment")
-    if echo_share(item.prompt, text) >= cfg.max_echo_share:
-        reasons.append("prompt_echo")
+    if text:
+        reasons += _non_answer(item.prompt, text, item.lang, cfg)
     if perplexity is not None and cfg.max_perplexity is not None and perplexity > cfg.max_perplexity:
         reasons.append("perplexity")
     share, _ = repeat_share(text, cfg.ngram)

@@ -100,9 +100,11 @@ def noise_share(text: str) -> float:
 
 
 def is_fragment(text: str, max_words: int = 12) -> bool:
-    """A short text that stops mid-sentence (no terminal punctuation), e.g. ``Las vacunas son un tema de la``."""
+    """A short text that stops mid-sentence (no terminal punctuation), e.g. ``Las vacunas son un tema de la``; a
+    straight quote that opens a quotation (after a space or colon, ``The answer is: "``) does not end a sentence."""
     t = text.strip()
-    if not t or t.endswith(_TERMINAL) or "\n" in t:
+    opening_quote = t[-1:] in ("\"", "'") and t[-2:-1] in (" ", ":")
+    if not t or (t.endswith(_TERMINAL) and not opening_quote) or "\n" in t:
         return False
     size = len(t) / 2 if is_cjk(t) else len(t.split())
     return size <= max_words

@@ -44,6 +44,16 @@ def test_generate_then_judge_then_audit(completions, tmp_path, capsys):
         assert (out / "judge_accuracy.csv").exists()
 
 
+def test_judge_with_a_reference_model_flags_high_perplexity(tiny_llama, completions, tmp_path):
+    """A random tiny model finds every completion implausible: with a low perplexity bound all are incoherent."""
+    out = tmp_path / "judged"
+    assert main(["judge", str(completions), "--out", str(out), "--reference-model", str(tiny_llama),
+                 "--max-perplexity", "2", "--device", "cpu", "--quiet"]) == 0
+    coh = [json.loads(x) for x in (out / "coherence.jsonl").read_text().splitlines()]
+    scored = [c for c in coh if c.get("perplexity") is not None and c["perplexity"] == c["perplexity"]]
+    assert scored and all("perplexity" in c["reasons"] for c in scored if c["perplexity"] > 2)
+
+
 def test_generate_with_ablation_and_resume(tiny_llama, completions, tmp_path):
     vec = tmp_path / "r.npy"
     np.save(vec, np.random.default_rng(0).standard_normal(32))
@@ -64,6 +74,7 @@ def test_generate_with_ablation_and_resume(tiny_llama, completions, tmp_path):
     (["judge", "{c}", "--out", "{o}", "--judges", "nope"], "unknown judge"),
     (["judge", "{c}", "--out", "{o}", "--option", "llm"], "JUDGE.KEY=VALUE"),
     (["judge", "{c}", "--out", "{o}", "--adjudicate", "a,b"], "three judge names"),
+    (["judge", "{c}", "--out", "{o}", "--reference-model", "x", "--no-coherence"], "feeds the coherence pass"),
     (["audit", "{o}", "--labels", "x.csv"], "verdicts.csv"),
 ])
 def test_user_errors_are_one_line(completions, tmp_path, capsys, monkeypatch, args, message):
