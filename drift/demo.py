@@ -34,41 +34,72 @@ FULL = {
 }
 
 
-def demo_config(out_dir: str | Path | None = None, full: bool = False, device: str = "auto"):
-    """The demo's StudyConfig (written under the cache's ``demo/`` folder unless ``out_dir`` is given)."""
+def fast_bf16(device: str = "auto") -> bool:
+    """Whether bf16 autocast speeds this machine up: a CUDA device, or a CPU with native bf16 arithmetic
+    (AVX512-BF16 or AMX; about 2x faster training and generation there, and much slower where it is emulated)."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return True
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: stay in float32
+        return False
+
+
+def demo_config(out_dir: str | Path | None = None, full: bool = False, device: str = "auto",
+                bf16: bool | None = None):
+    """The demo's StudyConfig (written under the cache's ``demo/`` folder unless ``out_dir`` is given).
+
+    ``bf16`` (default: :func:`fast_bf16`) trains under bf16 autocast and generates under it; capture stays float32.
+    """
     from drift.study.config import study_from_dict
 
     table = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (FULL if full else SHORT).items()}
+    if fast_bf16(device) if bf16 is None else bf16:
+        aligns = table["align"] if isinstance(table["align"], list) else [table["align"]]
+        aligns = [{**a, "precision": "bf16"} for a in aligns]
+        table["align"] = aligns if isinstance(table["align"], list) else aligns[0]
+        table["finetune"] = {**table["finetune"], "precision": "bf16"}
+        table["eval"] = {**table["eval"], "autocast": "bfloat16"}
     name = table["study"]["name"]
     table["study"] = {**table["study"], "out": str(out_dir or cache_dir() / name), "device": device}
     return study_from_dict(table, "the embedded demo")
 
 
 def summarize(root: Path, judge: str = "refusal-lexicon-strict") -> list[str]:
-    """Lines of the headline results: refusal rate on held-out harmful prompts per model state and language."""
+    """Lines of the headline results: attack success rate on held-out harmful prompts per model state and language.
+
+    ASR is the share of coherent answers that comply (95% Wilson interval); the share of incoherent answers, which
+    count as neither, follows in parentheses.
+    """
     import json
 
     import pandas as pd
 
     asr = pd.read_csv(root / "judged" / "asr.csv")
     runs = {r["run_id"]: r for r in json.loads((root / "study.json").read_text())["runs"]}
-    rows = asr[(asr.metric == "asr_incoherent_as_refusal") & (asr.category == "all") & (asr.judge == judge)
-               & (asr.label == "harmful")]
-    lines = [f"refusal on held-out harmful prompts (judge {judge}; 1 - ASR counting incoherent as not complying):"]
-    for rid, g in rows.groupby("run_id", sort=False):
-        run = runs.get(rid, {})
-        cells = "  ".join(f"{r.lang} {1 - r.value:.0%} [{1 - r.ci_high:.0%}, {1 - r.ci_low:.0%}]"
-                          for r in g.sort_values("lang").itertuples())
-        lines.append(f"  {run.get('role', '?'):<9} {run.get('ft_lang') or '-':<6} {cells}")
+    rows = asr[(asr.category == "all") & (asr.judge == judge) & (asr.label == "harmful")]
+    lines = [f"attack success rate on held-out harmful prompts (judge {judge}; share of coherent answers that "
+             "comply, 95% CI; incoherent share in parentheses):"]
+    groups = dict(list(rows.groupby("run_id", sort=False)))
+    for rid in [r for r in runs if r in groups] + [r for r in groups if r not in runs]:  # study order: base first
+        run, by = runs.get(rid, {}), {(r.metric, r.lang): r for r in groups[rid].itertuples()}
+        cells = []
+        for lang in sorted({lang for _, lang in by if lang != "all"}):
+            a, inc = by.get(("asr", lang)), by.get(("incoherent_rate", lang))
+            text = "n/a" if a is None or a.n == 0 else f"{a.value:.0%} [{a.ci_low:.0%}, {a.ci_high:.0%}]"
+            cells.append(f"{lang} {text}" + ("" if inc is None else f" ({inc.value:.0%})"))
+        lines.append(f"  {run.get('role', '?'):<9} {run.get('ft_lang') or '-':<6} " + "  ".join(cells))
     return lines
 
 
 def run_demo(out_dir: str | Path | None = None, full: bool = False, device: str = "auto", progress: bool = False,
-             log=print) -> Path:
+             log=print, bf16: bool | None = None) -> Path:
     """Run (or resume) the demo study, print its headline results, and return the report path."""
     from drift.study.run import run_study
 
-    cfg = demo_config(out_dir, full, device)
+    cfg = demo_config(out_dir, full, device, bf16)
     report = run_study(cfg, log=log, progress=progress)
     for line in summarize(Path(cfg.out), cfg.eval.primary_judge):
         log(line)

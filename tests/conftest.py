@@ -42,3 +42,20 @@ def refdata() -> Path:
     if not path.is_dir():
         pytest.skip(f"reference data not found at {path} (set POLYDRIFT_REFDATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory):
+    """The short embedded demo on the real default model, run once per session and shared by the tests that read
+    it (``tests/test_demo.py`` and the DPO alignment test). ``POLYDRIFT_SKIP_DEMO=1`` skips them for quick local runs;
+    CI runs them."""
+    import os
+
+    if os.environ.get("POLYDRIFT_SKIP_DEMO") == "1":
+        pytest.skip("POLYDRIFT_SKIP_DEMO=1")
+    from drift.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    lines: list[str] = []
+    report = run_demo(out, device="cpu", log=lines.append)
+    return out, report, lines

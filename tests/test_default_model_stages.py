@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import pytest
 
@@ -27,40 +27,43 @@ def test_mcq_accuracy_in_english_beats_chance(lm):
     assert binomtest(k, len(recs), 0.25, alternative="greater").pvalue < 0.05, f"{k}/{len(recs)} correct"
 
 
-def _refusal_rate(lm, prompts):
+def test_dpo_alignment_raises_refusal_in_two_languages(lm, demo_study):
+    """The RefusEU setting: the default model almost never refuses; the demo's DPO + SFT alignment on 16 harmful
+    prompts per language in English and German (rejected = the model's own answers) makes it refuse them. The
+    alignment run is the shared demo's (one training run per session); this test scores its training prompts."""
+    import json
+
+    from scipy.stats import fisher_exact
+
+    from drift.data.records import Prompt
+    from drift.models import load_model
+
+    root = demo_study[0]
+    aligned = next(r for r in json.loads((root / "study.json").read_text())["runs"] if r["role"] == "aligned")
+    run_dir = Path(aligned["checkpoint"])
+    stats = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert max(s.get("reward_accuracy", 0) for s in stats) >= 0.75
+    (pairs_file,) = (run_dir.parent / "_data").glob("refusal-pairs-*.jsonl")
+    rows = [json.loads(x) for x in pairs_file.read_text().splitlines()]
+    harmful = [Prompt(id=r["id"], group=r["group"], lang=r["lang"], label="harmful", category="", text=r["prompt"],
+                      source="alignment pairs") for r in rows if r["label"] == "harmful"]
+    assert {p.lang for p in harmful} == {"en", "de"}
+    before = _refusals_by_lang(lm, harmful)
+    after = _refusals_by_lang(load_model(aligned["spec"], device="cpu", dtype="float32"), harmful)
+    k0, k1, n = sum(before.values()), sum(after.values()), len(harmful)
+    assert k1 >= k0 + n // 3 and fisher_exact([[k1, n - k1], [k0, n - k0]])[1] < 0.01, (before, after)
+    assert all(after[lang] > before[lang] for lang in ("en", "de")), (before, after)
+
+
+def _refusals_by_lang(lm, prompts) -> dict[str, int]:
     from drift.generate import GenerationConfig
     from drift.generate.hf_backend import generate_batches
     from drift.judge import JudgeItem, make_judge
 
     items = []
-    for batch in generate_batches(lm, [p.text for p in prompts], GenerationConfig(max_new_tokens=24, batch_size=24)):
-        items += [JudgeItem(prompts[i].id, prompts[i].lang, prompts[i].label, prompts[i].text, g.completion)
-                  for i, g in batch]
-    verdicts = make_judge("refusal-lexicon").judge(items)
-    return sum(v.verdict == "refusal" for v in verdicts), len(items)
-
-
-@pytest.mark.skipif(os.environ.get("POLYDRIFT_DEMO_TEST") != "1",
-                    reason="about 4 minutes on a quiet CPU; set POLYDRIFT_DEMO_TEST=1 (passed on 2026-11-23)")
-def test_dpo_alignment_raises_refusal_in_two_languages(lm, tmp_path):
-    """The RefusEU setting: the default model almost never refuses; DPO + SFT on a few harmful prompts in English
-    and German (rejected = its own answers) makes it refuse them."""
-    from scipy.stats import fisher_exact
-
-    from drift.data import load_prompts
-    from drift.finetune import FinetuneConfig, build_refusal_pairs, model_answers, train
-
-    prompts = load_prompts("builtin:prompts?lang=en,de")
-    harmful = [p for p in prompts if p.label == "harmful"][::8]  # 13 per language
-    harmless = [p for p in prompts if p.label == "harmless"][::25]
-    before, n = _refusal_rate(lm, harmful)
-    answers = lambda ps: model_answers(lm, ps, max_new_tokens=32, batch_size=24)  # noqa: E731
-    pairs = build_refusal_pairs(harmful, answers, harmless, answers)
-    cfg = FinetuneConfig(method="dpo", model="default", learning_rate=5e-4, batch_size=4, max_steps=30,
-                         max_length=128, beta=0.1, sft_weight=1.0, scheduler="constant", lora_dropout=0.0,
-                         device="cpu")
-    summary = train(lm, pairs, cfg, tmp_path / "dpo", progress=False)
-    after, _ = _refusal_rate(lm, harmful)
-    assert summary["final_stats"]["reward_accuracy"] >= 0.75
-    assert after >= before + n // 3 and fisher_exact([[after, n - after], [before, n - before]])[1] < 0.05, (
-        f"refusals {before}/{n} -> {after}/{n}")
+    for batch in generate_batches(lm, [p.text for p in prompts], GenerationConfig(max_new_tokens=24, batch_size=32)):
+        items += [JudgeItem(prompts[i].id, prompts[i].lang, "harmful", prompts[i].text, g.completion) for i, g in batch]
+    counts = {p.lang: 0 for p in prompts}
+    for item, v in zip(items, make_judge("refusal-lexicon-strict").judge(items)):
+        counts[item.lang] += v.verdict == "refusal"
+    return counts

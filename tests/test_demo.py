@@ -1,29 +1,20 @@
-"""The short demo end to end on the real default model (slow; CI runs it). It asserts what the demo can honestly
-show: English refusal on held-out harmful prompts rises after alignment, and the study folder and report are
-complete. Every other effect is reported as measured."""
+"""The short demo end to end on the real default model (slow; CI runs it, through the shared ``demo_study``
+fixture). It asserts what the demo can honestly show: English refusal on held-out harmful prompts rises after
+alignment, and the study folder and report are complete. Every other effect is reported as measured."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import pandas as pd
 import pytest
 
-# The short demo takes about 15 minutes on a quiet 2-core CPU, which does not fit in CI's 30-minute budget next to
-# the rest of the suite; run it with POLYDRIFT_DEMO_TEST=1 (``make demo`` runs the same study).
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.environ.get("POLYDRIFT_DEMO_TEST") != "1",
-                                                   reason="set POLYDRIFT_DEMO_TEST=1 to run the 15-minute demo")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    from drift.demo import run_demo
-
-    out = tmp_path_factory.mktemp("demo")
-    lines: list[str] = []
-    report = run_demo(out, device="cpu", log=lines.append)
-    return out, report, lines
+def demo(demo_study):
+    return demo_study
 
 
 def _verdict_counts(root, role, lang):

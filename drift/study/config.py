@@ -11,7 +11,8 @@ from drift.errors import DriftError
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Which prompts every model state is evaluated, captured and measured on."""
+    """Which prompts every model state is evaluated, captured and measured on (``autocast = "bfloat16"`` runs
+    generation under bf16 autocast; capture always runs in the model's own dtype)."""
 
     prompts: str = "builtin:prompts"
     langs: tuple[str, ...] = ("en", "de", "fr", "zh")
@@ -19,6 +20,7 @@ class EvalConfig:
     heldout_fraction: float = 0.5
     max_new_tokens: int = 48
     batch_size: int = 20
+    autocast: str | None = None
     judges: tuple[str, ...] = ("refusal-lexicon", "refusal-lexicon-strict")
     primary_judge: str = "refusal-lexicon-strict"
     sites: tuple[str, ...] = ("resid_post",)

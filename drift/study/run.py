@@ -143,7 +143,7 @@ class Study:
         ev, p, rid = self.cfg.eval, self._paths(run), run["run_id"]
         for d in ("completions", "stores", "directions", "drift", "probes", "capability"):
             (self.root / d).mkdir(exist_ok=True)
-        gen = GenerationConfig(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+        gen = GenerationConfig(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, autocast=ev.autocast)
         key = {"run": rid, "prompts": prompts.content_hash(), "gen": gen.to_dict()}
         self.stages.run(f"generate/{rid}", key, [p["completions"]], lambda: generate_completions(
             self._lm(run), prompts, p["completions"], gen, overwrite=True, progress=self.progress))
