@@ -82,3 +82,21 @@ def test_capture_page_shell_example(tmp_path):
                           env={**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "langs      en:200, fr:200" in proc.stdout
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/study.md", "docs/finetune.md"])
+def test_toml_examples_are_valid_configs(page):
+    """Every TOML example parses into the config it shows: a study file, or a fine-tuning sweep."""
+    import tomllib
+
+    from drift.finetune.config import make_sweep
+    from drift.study.config import study_from_dict
+
+    blocks = _blocks(ROOT / page, "toml")
+    assert blocks
+    for block in blocks:
+        table = tomllib.loads(block)
+        if set(table) == {"finetune"}:
+            make_sweep(table["finetune"], page)
+        else:
+            study_from_dict(table, page)
