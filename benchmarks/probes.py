@@ -1,7 +1,7 @@
 """Benchmark: one batched torch solve for every (layer, language) probe versus a loop of scikit-learn fits.
 
 Run:  python benchmarks/probes.py [--quick] [--layers 30] [--langs 4] [--n 400] [--d 576] [--repeats 3]
-      [--solver auto|dual|primal] [--device cuda] [--json out.json]
+      [--solver auto|dual|primal|lbfgs] [--tol TOL] [--device cuda] [--json out.json]
 
 Synthetic activations shaped like a 30-layer cache (per layer and language: n prompts x d dims, float32 like the
 store, a label signal that grows with depth). Both paths fit L2 logistic regression with the same fixed C (no inner
@@ -9,9 +9,11 @@ search) on the same training rows and are scored on the same held-out rows:
 
 * baseline: ``sklearn.linear_model.LogisticRegression(solver="lbfgs", C=C)`` in a Python loop over every probe
   (on float32 input scikit-learn stays in float32);
-* batched: :func:`probes.newton.solve_logistic`, all probes in one batched Newton solve (dual n x n systems when
-  n < d), in float32 (the timed row) and float64 (the check: accuracy and coefficients of the float32 solve against
-  it). CPU here; pass ``--device cuda`` on a GPU.
+* batched: :func:`probes.newton.solve_logistic`, all probes in one batched solve (``--solver``: ``lbfgs``, the
+  batched L-BFGS with scikit-learn's stopping rule; ``dual``/``primal`` Newton; ``auto``: lbfgs on CPU, Newton on a
+  GPU; ``--tol``: the solver's stopping tolerance, by default its own: 1e-4 for L-BFGS, scikit-learn's rule),
+  in float32 (the timed row) and float64 (the check: accuracy and coefficients of the float32 solve against it).
+  CPU here; pass ``--device cuda`` on a GPU.
 
 The loop is timed twice: as is (numpy's BLAS threads) and with BLAS capped at one thread (threadpoolctl); on a busy
 machine the threaded loop can be ten times slower, so the target is judged against the faster of the two. Each path
@@ -68,15 +70,25 @@ def sklearn_loop(X, y, train, C: float, blas_threads: int | None = None):
     return time.perf_counter() - t, np.array(acc), float(np.mean(iters)), np.array(pred)
 
 
-def batched(X, y, train, C: float, device: str, dtype: torch.dtype, solver: str):
-    """One batched Newton solve; returns (seconds, held-out accuracies, fit, held-out predictions)."""
+def batched(X, y, train, C: float, device: str, dtype: torch.dtype, solver: str, tol: float | None = None):
+    """One batched solve; returns (seconds, held-out accuracies, fit, held-out predictions)."""
     t = time.perf_counter()
-    fit = solve_logistic(X[:, train], y[:, train], C, device=device, dtype=dtype, solver=solver)
+    fit = solve_logistic(X[:, train], y[:, train], C, device=device, dtype=dtype, solver=solver, tol=tol)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t
     pred = (np.einsum("pnd,pd->pn", X[:, ~train].astype(np.float64), fit.coef) + fit.intercept[:, None]) > 0
     return seconds, (pred == (y[:, ~train] == 1)).mean(1), fit, pred
+
+
+def _method(solver: str) -> str:
+    """The table's name for a solver."""
+    return "L-BFGS" if solver == "lbfgs" else f"Newton, {solver}"
+
+
+def _steps(n_iter: np.ndarray) -> str:
+    """Range and mean of the steps per probe."""
+    return f"{n_iter.min()}-{n_iter.max()} (mean {n_iter.mean():.1f})"
 
 
 def main() -> None:
@@ -89,7 +101,8 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=576)
     ap.add_argument("--C", type=float, default=0.1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--solver", default="auto", choices=["auto", "dual", "primal"])
+    ap.add_argument("--solver", default="auto", choices=["auto", "dual", "primal", "lbfgs"])
+    ap.add_argument("--tol", type=float, help="stopping tolerance of the batched solve (default: the solver's)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -97,15 +110,15 @@ def main() -> None:
     X, y, train = make_data(layers, langs, args.n, args.d)
     P, n_train = X.shape[0], int(train.sum())
     load_before = os.getloadavg()[0]
-    batched(X[:2], y[:2], train, args.C, args.device, torch.float32, args.solver)  # warm-up (threads, allocator)
+    batched(X[:2], y[:2], train, args.C, args.device, torch.float32, args.solver, args.tol)  # warm-up
     loop_s, loop1_s, b32_s, b64_s = [], [], [], []
     for _ in range(args.repeats):
         s, acc_loop, sk_iters, pred_loop = sklearn_loop(X, y, train, args.C)
         loop_s.append(s)
         loop1_s.append(sklearn_loop(X, y, train, args.C, blas_threads=1)[0])
-        s, acc32, fit32, pred32 = batched(X, y, train, args.C, args.device, torch.float32, args.solver)
+        s, acc32, fit32, pred32 = batched(X, y, train, args.C, args.device, torch.float32, args.solver, args.tol)
         b32_s.append(s)
-        s, acc64, fit64, _ = batched(X, y, train, args.C, args.device, torch.float64, args.solver)
+        s, acc64, fit64, _ = batched(X, y, train, args.C, args.device, torch.float64, args.solver, args.tol)
         b64_s.append(s)
     load_after = os.getloadavg()[0]
     gap = np.abs(acc_loop - acc32)
@@ -113,34 +126,35 @@ def main() -> None:
     speed = best_loop / min(b32_s)
     print(f"\n{P} probes ({layers} layers x {langs} languages), {args.n} prompts each ({n_train} train), "
           f"d = {args.d}, C = {args.C}; best of {args.repeats}; load average {load_before:.2f} -> {load_after:.2f} "
-          f"on {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
+          f"on {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; solver {fit32.solver} (--solver "
+          f"{args.solver}), tol {'default' if args.tol is None else args.tol}")
     print(f"{'path':44} {'seconds':>8} {'speed-up':>8} {'mean held-out acc':>18}   (speed-up: vs the faster loop)")
     rows = [("sklearn LogisticRegression loop (float32)", loop_s, acc_loop),
             ("same loop, numpy BLAS on 1 thread", loop1_s, acc_loop),
-            (f"batched Newton, {fit32.solver}, float32 ({args.device})", b32_s, acc32),
-            (f"batched Newton, {fit64.solver}, float64 ({args.device})", b64_s, acc64)]
+            (f"batched {_method(fit32.solver)}, float32 ({args.device})", b32_s, acc32),
+            (f"batched {_method(fit64.solver)}, float64 ({args.device})", b64_s, acc64)]
     for name, secs, acc in rows:
         print(f"{name:44} {min(secs):>8.3f} {best_loop / min(secs):>8.2f} {acc.mean():>18.4f}")
-    print(f"\nNewton steps per probe: float32 {np.bincount(fit32.n_iter).nonzero()[0].tolist()}, float64 "
-          f"{np.bincount(fit64.n_iter).nonzero()[0].tolist()}; converged {int(fit32.converged.sum())}/{P} and "
-          f"{int(fit64.converged.sum())}/{P}; scikit-learn L-BFGS iterations: mean {sk_iters:.1f}")
+    print(f"\n{fit32.solver} steps per probe: float32 {_steps(fit32.n_iter)}, float64 {_steps(fit64.n_iter)}; "
+          f"converged {int(fit32.converged.sum())}/{P} and {int(fit64.converged.sum())}/{P}; scikit-learn L-BFGS "
+          f"iterations: mean {sk_iters:.1f}")
     print(f"float32 vs float64 solve: largest coefficient difference {np.abs(fit32.coef - fit64.coef).max():.2e}, "
           f"largest per-probe accuracy difference {np.abs(acc32 - acc64).max():.4f}")
     n, d = n_train, args.d
-    gram = 2 * P * n * n * d if fit32.solver == "dual" else 2 * P * n * d * d
-    print(f"arithmetic: the batched solve's {'Gram matrices' if fit32.solver == 'dual' else 'Hessians (per step)'} "
-          f"alone take {gram / 1e9:.1f} GFLOP; the scikit-learn loop about {P * sk_iters * 4 * n * d / 1e9:.1f} "
-          f"GFLOP (two passes over X per L-BFGS iteration)")
+    work = {"dual": ("Gram matrices", 2 * P * n * n * d), "primal": ("Hessians (per step)", 2 * P * n * d * d),
+            "lbfgs": ("products with X", 4 * n * d * fit32.n_iter.sum())}[fit32.solver]
+    print(f"arithmetic: the batched solve's {work[0]} alone take {work[1] / 1e9:.1f} GFLOP; the scikit-learn loop "
+          f"about {P * sk_iters * 4 * n * d / 1e9:.1f} GFLOP (two passes over X per L-BFGS iteration)")
     print(f"largest per-probe accuracy gap, batched float32 vs scikit-learn: {gap.max():.4f} "
           f"({int((pred_loop != pred32).sum())} of {pred32.size} held-out predictions differ)")
     ok = speed >= 5 and gap.max() <= 0.01 + 1e-9
-    print(f"{'PASS' if ok else 'FAIL'}: batched float32 >= 5x faster than the faster loop ({speed:.2f}x; "
-          f"{min(loop_s) / min(b32_s):.2f}x vs the default-threaded loop) with equal accuracy "
+    print(f"{'PASS' if ok else 'FAIL'}: batched {fit32.solver} float32 >= 5x faster than the faster loop "
+          f"({speed:.2f}x; {min(loop_s) / min(b32_s):.2f}x vs the default-threaded loop) with equal accuracy "
           f"(max gap {gap.max():.4f} <= 0.01)")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "probes": P, "loop_s": min(loop_s), "loop_1thread_s": min(loop1_s), "batched_float32_s": min(b32_s),
-            "batched_float64_s": min(b64_s),
+            "probes": P, "solver": fit32.solver, "tol": args.tol, "loop_s": min(loop_s),
+            "loop_1thread_s": min(loop1_s), "batched_float32_s": min(b32_s), "batched_float64_s": min(b64_s),
             "speedup": speed, "max_acc_gap": float(gap.max()), "acc_loop": float(acc_loop.mean()),
             "acc_batched": float(acc32.mean()), "load": [load_before, load_after]}, indent=2))
 

@@ -12,11 +12,17 @@ weighted, centred Gram matrix. That system is solved
   batched Cholesky solve that only needs the Gram matrices ``K = X X^T`` (formed once);
 * in the **primal** otherwise: a d x d batched Cholesky solve of the penalised, intercept-eliminated Hessian.
 
-Both give the same iterates; the choice is only about cost (n^3 versus n d^2 + d^3 per step).
+Both give the same iterates; the choice is only about cost (n^3 versus n d^2 + d^3 per step). On CPU a first-order
+method is cheaper for probe-sized problems at scikit-learn's precision (Newton's Gram matrices alone cost as much
+arithmetic as ~n/2 L-BFGS steps), so ``solver="auto"`` takes the batched L-BFGS of :mod:`probes.lbfgs` there once a
+problem has ``LBFGS_MIN_SIZE`` entries (n d), unless a ``tol`` below ``LBFGS_MIN_TOL`` asks for a precision Newton
+reaches in a few more steps and L-BFGS in many; Newton everywhere else: on GPUs (cheap Gram matrices, fewer steps,
+each a round of kernel launches) and for small problems (per-step overhead dominates).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,10 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import ThreadpoolController
+
+from probes import lbfgs
 
 STEPS = 2.0 ** -torch.arange(0, 16)  # backtracking step sizes tried at once
 ARMIJO = 1e-4
 CPU_CHUNK_BYTES = 8 << 20  # on CPU, problems are solved in chunks of about this many bytes of X and K (or H)
+LBFGS_MIN_SIZE = 1 << 15  # n * d from which "auto" prefers L-BFGS on CPU (the two broke even near 2e4 when measured)
+LBFGS_MIN_TOL = 1e-5  # a smaller tol makes "auto" keep Newton
+LBFGS_CHUNK_BYTES = 12 << 20  # L-BFGS chunks on CPU: X stays in cache across a step's two passes over it
 
 
 @dataclass(frozen=True)
@@ -37,9 +49,9 @@ class LogisticFit:
     Attributes:
         coef: (P, d) weights.
         intercept: (P,) intercepts.
-        n_iter: (P,) Newton steps taken.
+        n_iter: (P,) Newton or L-BFGS steps taken.
         converged: (P,) whether the gradient criterion was met within ``max_iter``.
-        solver: ``dual`` or ``primal``.
+        solver: ``dual``, ``primal`` or ``lbfgs``.
     """
 
     coef: np.ndarray
@@ -196,33 +208,38 @@ def _solve_chunk(X, y, sw, lam: float, dual: bool, max_iter: int, tol: float):
     return w, b - (w * mu).sum(-1), n_iter, converged
 
 
-def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 100, tol: float = 1e-6,
+def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 100, tol: float | None = None,
                    solver: str = "auto", device: str | torch.device | None = None,
                    dtype: torch.dtype = torch.float64, batch_size: int | None = None) -> LogisticFit:
-    """Fit P independent L2 logistic regressions with batched Newton steps.
+    """Fit P independent L2 logistic regressions with batched Newton or L-BFGS steps.
 
     Args:
         X: (P, n, d) features (numpy or torch), one problem per leading index.
         y: (P, n) or (n,) 0/1 targets.
         C: Inverse regularisation strength, as in scikit-learn (the intercept is not penalised).
         sample_weight: (P, n) or (n,) non-negative row weights (zero rows are padding), default 1.
-        max_iter: Newton steps at most.
-        tol: Stop a problem when ||gradient||_2 <= tol * sum(sample_weight) (scikit-learn's scaled objective).
-        solver: ``dual`` (n x n systems), ``primal`` (d x d systems) or ``auto`` (dual when n < d).
+        max_iter: Newton or L-BFGS steps at most.
+        tol: Newton stops a problem when ||gradient||_2 <= tol * sum(sample_weight), default 1e-6; L-BFGS when
+            max |gradient| <= tol * sum(sample_weight), default 1e-4: scikit-learn's lbfgs rule on its scaled
+            objective (both solvers stop about as far from the optimum; lower it for coefficients closer to it).
+        solver: Newton in the ``dual`` (n x n systems) or the ``primal`` (d x d systems); ``lbfgs``
+            (:mod:`probes.lbfgs`); or ``auto``: lbfgs on CPU when n * d >= ``LBFGS_MIN_SIZE`` and ``tol`` is None
+            or >= ``LBFGS_MIN_TOL``, else Newton (dual when n < d).
         device: Torch device (default: X's device when X is a tensor, else cpu).
         dtype: Compute dtype; float64 by default. float32 halves memory and is faster, most of all on GPUs; its
             gradient cannot fall far below ~1e-6, so a problem whose Newton decrement drops under the objective's
             round-off counts as converged; check float32 results against a float64 solve.
-        batch_size: Problems solved together (default: all on a GPU; on CPU chunks of about 8 MiB, spread over the
-            torch threads); lower it to bound memory (the dual holds n^2 Gram entries per problem, the primal d^2).
+        batch_size: Problems solved together (default: all on a GPU; on CPU chunks of about 8 MiB for Newton,
+            spread over the torch threads, and 12 MiB of X for L-BFGS); lower it to bound memory (the dual holds
+            n^2 Gram entries per problem, the primal d^2, L-BFGS 2 * 10 history vectors of length d + 1).
 
     Returns:
         A :class:`LogisticFit` in the original feature scale.
     """
     from drift.errors import DriftError
 
-    if C <= 0 or solver not in ("auto", "dual", "primal"):
-        raise DriftError(f"invalid C={C!r} or solver={solver!r}: C must be > 0, solver auto, dual or primal")
+    if C <= 0 or solver not in ("auto", "dual", "primal", "lbfgs"):
+        raise DriftError(f"invalid C={C!r} or solver={solver!r}: C must be > 0, solver auto, dual, primal or lbfgs")
     dev = torch.device(device) if device else (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
     X = _as_tensor(X, dtype, dev)
     if X.ndim != 3:
@@ -234,20 +251,46 @@ def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 
     single = torch.nonzero(((y * used).sum(-1) == 0) | (((1 - y) * used).sum(-1) == 0))[:, 0].tolist()
     if single or not torch.isin(y, y.new_tensor([0.0, 1.0])).all():
         raise DriftError(f"targets must be 0/1 with both classes in every problem; problems {single[:10]} have one")
-    dual = solver == "dual" or (solver == "auto" and n < d)
+    if solver == "auto":
+        first_order = dev.type == "cpu" and n * d >= LBFGS_MIN_SIZE and (tol is None or tol >= LBFGS_MIN_TOL)
+        solver = "lbfgs" if first_order else "dual" if n < d else "primal"
+    if solver == "lbfgs":
+        return _solve_lbfgs(X, y, sw, C, max_iter, 1e-4 if tol is None else tol, batch_size)
+    dual, tol = solver == "dual", 1e-6 if tol is None else tol
     if batch_size is None and dev.type == "cpu":  # keep each thread's share in cache
         batch_size = max(1, CPU_CHUNK_BYTES // (X.element_size() * (n * n if dual else d * d) + X[0].nbytes))
     out = _run_chunks(lambda sl: _solve_chunk(X[sl], y[sl], sw[sl], 1.0 / C, dual, max_iter, tol), P, batch_size,
                       dev)
     w, b, it, ok = (torch.cat(parts).cpu().numpy() for parts in zip(*out))
-    return LogisticFit(w, b, it, ok, "dual" if dual else "primal")
+    return LogisticFit(w, b, it, ok, solver)
 
 
-def _run_chunks(solve, P: int, batch_size: int | None, device: torch.device) -> list:
-    """Solve slices of the problems: one after another on a GPU; on CPU, spread over the intra-op threads, each
-    running its slice single-threaded (problems are independent; torch's own threading of the many small per-step
-    operations and of batched LAPACK calls was several times slower, worst on a busy machine)."""
-    threads = torch.get_num_threads() if device.type == "cpu" else 1
+def _solve_lbfgs(X, y, sw, C: float, max_iter: int, tol: float, batch_size: int | None) -> LogisticFit:
+    """The L-BFGS path of :func:`solve_logistic`: on CPU, chunks of about ``LBFGS_CHUNK_BYTES`` of X one after
+    another on this thread, BLAS on one thread. A step is ~100 small torch ops around two passes over X, so chunks on
+    threads of their own pass the GIL back and forth at every op: on the project's 2-core machine two threads (or a
+    worker thread for the products) were no faster when it was idle and up to twice as slow when it was busy."""
+    on_cpu = X.device.type == "cpu"
+    size = batch_size or (max(1, LBFGS_CHUNK_BYTES // X[0].nbytes) if on_cpu else len(X))
+    with torch.inference_mode(), _blas().limit(limits=1 if on_cpu else None, user_api="blas"):
+        out = _run_chunks(lambda sl: lbfgs.solve_chunk(X[sl], y[sl], sw[sl], 1.0 / C, max_iter, tol), len(X), size,
+                          X.device, threads=1)
+        w, b, it, ok = (torch.cat(parts).cpu().numpy() for parts in zip(*out))
+    return LogisticFit(w, b, it, ok, "lbfgs")
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """threadpoolctl's handle on the loaded BLAS libraries, made once (~3 ms; a limit through it costs ~0.03 ms)."""
+    return ThreadpoolController()
+
+
+def _run_chunks(solve, P: int, batch_size: int | None, device: torch.device, threads: int | None = None) -> list:
+    """Solve slices of the problems: one after another on a GPU; on CPU, spread over ``threads`` (default: the
+    intra-op threads), each running its slice single-threaded (problems are independent; torch's own threading of
+    the many small per-step operations and of batched LAPACK calls was several times slower, worst on a busy
+    machine)."""
+    threads = (threads or torch.get_num_threads()) if device.type == "cpu" else 1
     size = min(batch_size or P, -(-P // threads))
     slices = [slice(i, i + size) for i in range(0, P, size)]
     if threads < 2 or len(slices) < 2:
@@ -264,8 +307,8 @@ def _run_chunks(solve, P: int, batch_size: int | None, device: torch.device) -> 
         torch.set_num_threads(threads)
 
 
-def fit_logistic_batched(X, y, C: float = 1.0, max_iter: int = 100, device: str | None = None, tol: float = 1e-6,
-                         **kwargs) -> tuple[np.ndarray, np.ndarray]:
+def fit_logistic_batched(X, y, C: float = 1.0, max_iter: int = 100, device: str | None = None,
+                         tol: float | None = None, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Fit P independent L2 logistic regressions at once (see :func:`solve_logistic` for the arguments).
 
     Returns:
@@ -274,5 +317,6 @@ def fit_logistic_batched(X, y, C: float = 1.0, max_iter: int = 100, device: str 
     fit = solve_logistic(X, y, C, max_iter=max_iter, device=device, tol=tol, **kwargs)
     if not fit.converged.all():
         warnings.warn(f"{int((~fit.converged).sum())} of {len(fit.converged)} logistic problems did not converge "
-                      f"in {max_iter} Newton steps: raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+                      f"in {max_iter} {'L-BFGS' if fit.solver == 'lbfgs' else 'Newton'} steps: raise max_iter or tol",
+                      ConvergenceWarning, stacklevel=2)
     return fit.coef, fit.intercept

@@ -40,7 +40,7 @@ def _run_page(page: str, tmp_path: Path) -> str:
         assert proc.returncode == 0, f"{page} shell block failed:\n{block}\n{proc.stderr[-2000:]}"
         return proc.stdout
 
-    stdout = bash(shell[0])
+    stdout = bash(shell[0]) if shell else ""
     for i, code in enumerate(_blocks(ROOT / page, "python")):
         script = tmp_path / f"block{i}.py"
         script.write_text(code.replace("/tmp/", f"{tmp_path}/"), encoding="utf-8")
@@ -100,3 +100,29 @@ def test_toml_examples_are_valid_configs(page):
             make_sweep(table["finetune"], page)
         else:
             study_from_dict(table, page)
+
+
+def test_finetune_page_runs(tmp_path):
+    _run_page("docs/finetune.md", tmp_path)
+    from drift.runs import read_manifest
+
+    runs = [read_manifest(d) for d in (tmp_path / "sft-sweep").iterdir() if d.is_dir() and not d.name.startswith("_")]
+    assert sorted(m.ft_lang for m in runs if m) == ["de", "fr"]
+    assert any(read_manifest(d) for d in (tmp_path / "dpo-sweep").iterdir() if d.is_dir())
+    assert (tmp_path / "sft-fr").is_dir()
+
+
+def test_judging_page_runs(tmp_path):
+    _run_page("docs/judging.md", tmp_path)
+    for folder in ("judged", "judged-py"):
+        assert (tmp_path / folder / "asr.csv").exists() and (tmp_path / folder / "verdicts.csv").exists()
+
+
+def test_capability_page_runs(tmp_path):
+    _run_page("docs/capability.md", tmp_path)
+    assert (tmp_path / "cap-base" / "capability.csv").exists()
+
+
+def test_relate_page_runs(tmp_path):
+    _run_page("docs/relate.md", tmp_path)
+    assert (tmp_path / "relate-study").is_dir() and any((tmp_path / "relate-demo").iterdir())
