@@ -122,16 +122,20 @@ def _jobs(args: argparse.Namespace, chat, suffix: str) -> list:
     return make_jobs(args.model, args.models, args.adapters, load)
 
 
+def _run_on_ray(args: argparse.Namespace, run, suffix: str, config, prompts, chat) -> int:
+    """Run ``run`` (an engine of :mod:`drift.scale`) on every checkpoint x shard and print the merged files."""
+    written = run(_jobs(args, chat, suffix), prompts, args.out, config, shards=args.shards or 1,
+                  overwrite=args.overwrite, keep_shards=not args.delete_shards, **ray_options(args, retries=3))
+    for name, path in written.items():
+        print(f"wrote {path} ({name}, {len(prompts)} prompts)")
+    return 0
+
+
 def extract_with_ray(args: argparse.Namespace, config, prompts, chat) -> int:
     """``drift extract --engine ray``: every checkpoint x shard as a Ray task, merged per checkpoint under --out."""
     from drift.scale import run_extract_ray
 
-    jobs = _jobs(args, chat, ".h5")
-    written = run_extract_ray(jobs, prompts, args.out, config, shards=args.shards or 1, overwrite=args.overwrite,
-                              keep_shards=not args.delete_shards, **ray_options(args, retries=3))
-    for name, path in written.items():
-        print(f"wrote {path} ({name}, {len(prompts)} prompts)")
-    return 0
+    return _run_on_ray(args, run_extract_ray, ".h5", config, prompts, chat)
 
 
 def generate_with_ray(args: argparse.Namespace, config, prompts, chat) -> int:
@@ -141,12 +145,7 @@ def generate_with_ray(args: argparse.Namespace, config, prompts, chat) -> int:
     if args.ablate or args.add:
         raise DriftError("--ablate and --add run with the local engine only: generate each checkpoint with drift "
                          "generate --shard I/N, or save an orthogonalised checkpoint and pass it in --models")
-    jobs = _jobs(args, chat, ".jsonl")
-    written = run_generate_ray(jobs, prompts, args.out, config, shards=args.shards or 1, overwrite=args.overwrite,
-                               keep_shards=not args.delete_shards, **ray_options(args, retries=3))
-    for name, path in written.items():
-        print(f"wrote {path} ({name}, {len(prompts)} prompts)")
-    return 0
+    return _run_on_ray(args, run_generate_ray, ".jsonl", config, prompts, chat)
 
 
 def add_finetune_scale_args(p: argparse.ArgumentParser) -> None:

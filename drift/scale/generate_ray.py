@@ -15,7 +15,7 @@ from pathlib import Path
 from drift.data.records import PromptSet
 from drift.errors import DriftError
 from drift.scale.jobs import ExtractJob, merged_path, shard_path
-from drift.scale.ray_engine import RETRYABLE, _collect, _start_ray
+from drift.scale.ray_engine import RETRYABLE, _collect, _pending_shards, _start_ray
 
 
 def completions_shard_path(out_dir: str | Path, name: str, index: int, count: int) -> Path:
@@ -71,19 +71,8 @@ def generate_shard(job: ExtractJob, prompts: PromptSet, index: int, count: int, 
 def _pending(jobs: list[ExtractJob], prompts: PromptSet, out_dir: Path, shards: int, config, overwrite: bool,
              log) -> tuple[dict[str, list[Path]], list[tuple[ExtractJob, int, Path]]]:
     """The shard files of every checkpoint whose merged file is not finished, and the shards still to generate."""
-    full_hash = prompts.content_hash()
-    paths, todo = {}, []
-    for job in jobs:
-        if not overwrite and completions_done(completions_path(out_dir, job.name), full_hash, None, config):
-            log(f"{job.name}: merged completions exist, skipped")
-            continue
-        paths[job.name] = [completions_shard_path(out_dir, job.name, i, shards) for i in range(shards)]
-        for i, path in enumerate(paths[job.name]):
-            if not overwrite and completions_done(path, full_hash, (i, shards), config):
-                log(f"{job.name}: shard {i}/{shards} done already, skipped")
-            else:
-                todo.append((job, i, path))
-    return paths, todo
+    return _pending_shards(jobs, prompts, out_dir, shards, config, overwrite, log, done=completions_done,
+                           merged=completions_path, shard=completions_shard_path, what="merged completions exist")
 
 
 def run_generate_ray(

@@ -37,16 +37,23 @@ def _cause(e: BaseException) -> str:
 
 
 def _pending_shards(jobs: list[ExtractJob], prompts: PromptSet, out_dir: Path, shards: int, config,
-                    overwrite: bool, log) -> tuple[dict[str, list[Path]], list[tuple[ExtractJob, int, Path]]]:
+                    overwrite: bool, log, done=store_done, merged=merged_path, shard=shard_path,
+                    what: str = "merged store exists",
+                    ) -> tuple[dict[str, list[Path]], list[tuple[ExtractJob, int, Path]]]:
+    """The shard files of every checkpoint whose merged output is not finished, and the shards still to do.
+
+    ``done(path, prompt_hash, shard, config)``, ``merged(out_dir, name)`` and ``shard(out_dir, name, i, n)`` name
+    and check the files (stores by default; the generation engine passes its completions files).
+    """
     full_hash = prompts.content_hash()
     todo, paths = [], {}
     for job in jobs:
-        if not overwrite and store_done(merged_path(out_dir, job.name), full_hash, None, config):
-            log(f"{job.name}: merged store exists, skipped")
+        if not overwrite and done(merged(out_dir, job.name), full_hash, None, config):
+            log(f"{job.name}: {what}, skipped")
             continue
-        paths[job.name] = [shard_path(out_dir, job.name, i, shards) for i in range(shards)]
+        paths[job.name] = [shard(out_dir, job.name, i, shards) for i in range(shards)]
         for i, path in enumerate(paths[job.name]):
-            if not overwrite and store_done(path, full_hash, (i, shards), config):
+            if not overwrite and done(path, full_hash, (i, shards), config):
                 log(f"{job.name}: shard {i}/{shards} done already, skipped")
             else:
                 todo.append((job, i, path))
