@@ -14,15 +14,19 @@ weighted, centred Gram matrix. That system is solved
 
 Both give the same iterates; the choice is only about cost (n^3 versus n d^2 + d^3 per step). On CPU a first-order
 method is cheaper for probe-sized problems at scikit-learn's precision (Newton's Gram matrices alone cost as much
-arithmetic as ~n/2 L-BFGS steps), so ``solver="auto"`` takes the batched L-BFGS of :mod:`probes.lbfgs` there once a
-problem has ``LBFGS_MIN_SIZE`` entries (n d), unless a ``tol`` below ``LBFGS_MIN_TOL`` asks for a precision Newton
-reaches in a few more steps and L-BFGS in many; Newton everywhere else: on GPUs (cheap Gram matrices, fewer steps,
-each a round of kernel launches) and for small problems (per-step overhead dominates).
+arithmetic as ~n/2 L-BFGS steps), so ``solver="auto"`` takes L-BFGS there once a problem has ``LBFGS_MIN_SIZE``
+entries (n d), unless a ``tol`` below ``LBFGS_MIN_TOL`` asks for a precision Newton reaches in a few more steps and
+L-BFGS in many; Newton everywhere else: on GPUs (cheap Gram matrices, fewer steps, each a round of kernel launches)
+and for small problems (per-step overhead dominates). L-BFGS on CPU runs the compiled kernel of
+:mod:`probes.lbfgs_numba` (one solve per problem, the problems spread over numba's threads) when numba is installed
+(the ``fast`` extra), else the batched torch L-BFGS of :mod:`probes.lbfgs`, which also serves GPUs;
+``LogisticFit.backend`` says which ran.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +43,8 @@ ARMIJO = 1e-4
 CPU_CHUNK_BYTES = 8 << 20  # on CPU, problems are solved in chunks of about this many bytes of X and K (or H)
 LBFGS_MIN_SIZE = 1 << 15  # n * d from which "auto" prefers L-BFGS on CPU (the two broke even near 2e4 when measured)
 LBFGS_MIN_TOL = 1e-5  # a smaller tol makes "auto" keep Newton
-LBFGS_CHUNK_BYTES = 12 << 20  # L-BFGS chunks on CPU: X stays in cache across a step's two passes over it
+LBFGS_CHUNK_BYTES = 12 << 20  # torch L-BFGS chunks on CPU: X stays in cache across a step's two passes over it
+LBFGS_TOL = 1e-5  # L-BFGS's default tol: scikit-learn's rule, 10x tighter than its default (see solve_logistic)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class LogisticFit:
         n_iter: (P,) Newton or L-BFGS steps taken.
         converged: (P,) whether the gradient criterion was met within ``max_iter``.
         solver: ``dual``, ``primal`` or ``lbfgs``.
+        backend: ``numba`` (the compiled CPU kernel of :mod:`probes.lbfgs_numba`) or ``torch``.
     """
 
     coef: np.ndarray
@@ -59,6 +65,7 @@ class LogisticFit:
     n_iter: np.ndarray
     converged: np.ndarray
     solver: str
+    backend: str = "torch"
 
 
 def _as_tensor(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -220,18 +227,24 @@ def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 
         sample_weight: (P, n) or (n,) non-negative row weights (zero rows are padding), default 1.
         max_iter: Newton or L-BFGS steps at most.
         tol: Newton stops a problem when ||gradient||_2 <= tol * sum(sample_weight), default 1e-6; L-BFGS when
-            max |gradient| <= tol * sum(sample_weight), default 1e-4: scikit-learn's lbfgs rule on its scaled
-            objective (both solvers stop about as far from the optimum; lower it for coefficients closer to it).
-        solver: Newton in the ``dual`` (n x n systems) or the ``primal`` (d x d systems); ``lbfgs``
-            (:mod:`probes.lbfgs`); or ``auto``: lbfgs on CPU when n * d >= ``LBFGS_MIN_SIZE`` and ``tol`` is None
-            or >= ``LBFGS_MIN_TOL``, else Newton (dual when n < d).
+            max |gradient| <= tol * sum(sample_weight), default ``LBFGS_TOL`` = 1e-5: scikit-learn's lbfgs rule on
+            its scaled objective, ten times tighter than its default 1e-4, at which its held-out predictions can
+            still differ from the exact optimum's (both solvers stop about as close to the optimum; lower it for
+            coefficients closer still).
+        solver: Newton in the ``dual`` (n x n systems) or the ``primal`` (d x d systems); ``lbfgs`` (the numba
+            kernel of :mod:`probes.lbfgs_numba` on CPU when numba is installed, else :mod:`probes.lbfgs`); or
+            ``auto``: lbfgs on CPU when n * d >= ``LBFGS_MIN_SIZE`` and ``tol`` is None or >= ``LBFGS_MIN_TOL``,
+            else Newton (dual when n < d).
         device: Torch device (default: X's device when X is a tensor, else cpu).
         dtype: Compute dtype; float64 by default. float32 halves memory and is faster, most of all on GPUs; its
             gradient cannot fall far below ~1e-6, so a problem whose Newton decrement drops under the objective's
-            round-off counts as converged; check float32 results against a float64 solve.
+            round-off counts as converged; check float32 results against a float64 solve. The numba L-BFGS kernel
+            computes in float64 either way: float32 only halves the memory it reads, and float32 features are not
+            copied to float64 for a float64 solve.
         batch_size: Problems solved together (default: all on a GPU; on CPU chunks of about 8 MiB for Newton,
-            spread over the torch threads, and 12 MiB of X for L-BFGS); lower it to bound memory (the dual holds
-            n^2 Gram entries per problem, the primal d^2, L-BFGS 2 * 10 history vectors of length d + 1).
+            spread over the torch threads, and 12 MiB of X for torch L-BFGS); lower it to bound memory (the dual
+            holds n^2 Gram entries per problem, the primal d^2, L-BFGS 2 * 10 history vectors of length d + 1).
+            The numba kernel ignores it: it holds one problem's work space per thread.
 
     Returns:
         A :class:`LogisticFit` in the original feature scale.
@@ -241,7 +254,8 @@ def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 
     if C <= 0 or solver not in ("auto", "dual", "primal", "lbfgs"):
         raise DriftError(f"invalid C={C!r} or solver={solver!r}: C must be > 0, solver auto, dual, primal or lbfgs")
     dev = torch.device(device) if device else (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
-    X = _as_tensor(X, dtype, dev)
+    kept = dev.type == "cpu" and dtype == torch.float64 and _is_float32(X)
+    X = _as_tensor(X, torch.float32 if kept else dtype, dev)  # float32 features: converted once the solver is known
     if X.ndim != 3:
         raise DriftError(f"X has shape {tuple(X.shape)}: give (problems, rows, features)")
     P, n, d = X.shape
@@ -255,8 +269,8 @@ def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 
         first_order = dev.type == "cpu" and n * d >= LBFGS_MIN_SIZE and (tol is None or tol >= LBFGS_MIN_TOL)
         solver = "lbfgs" if first_order else "dual" if n < d else "primal"
     if solver == "lbfgs":
-        return _solve_lbfgs(X, y, sw, C, max_iter, 1e-4 if tol is None else tol, batch_size)
-    dual, tol = solver == "dual", 1e-6 if tol is None else tol
+        return _solve_lbfgs(X, y, sw, C, max_iter, LBFGS_TOL if tol is None else tol, batch_size, dtype)
+    X, dual, tol = X.to(dtype), solver == "dual", 1e-6 if tol is None else tol
     if batch_size is None and dev.type == "cpu":  # keep each thread's share in cache
         batch_size = max(1, CPU_CHUNK_BYTES // (X.element_size() * (n * n if dual else d * d) + X[0].nbytes))
     out = _run_chunks(lambda sl: _solve_chunk(X[sl], y[sl], sw[sl], 1.0 / C, dual, max_iter, tol), P, batch_size,
@@ -265,18 +279,49 @@ def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 
     return LogisticFit(w, b, it, ok, solver)
 
 
-def _solve_lbfgs(X, y, sw, C: float, max_iter: int, tol: float, batch_size: int | None) -> LogisticFit:
-    """The L-BFGS path of :func:`solve_logistic`: on CPU, chunks of about ``LBFGS_CHUNK_BYTES`` of X one after
-    another on this thread, BLAS on one thread. A step is ~100 small torch ops around two passes over X, so chunks on
-    threads of their own pass the GIL back and forth at every op: on the project's 2-core machine two threads (or a
-    worker thread for the products) were no faster when it was idle and up to twice as slow when it was busy."""
+def _is_float32(a) -> bool:
+    """Whether ``a`` is a float32 tensor or numpy array."""
+    return (isinstance(a, torch.Tensor) and a.dtype == torch.float32) or (isinstance(a, np.ndarray)
+                                                                         and a.dtype == np.float32)
+
+
+def _solve_lbfgs(X, y, sw, C: float, max_iter: int, tol: float, batch_size: int | None,
+                 dtype: torch.dtype) -> LogisticFit:
+    """The L-BFGS path of :func:`solve_logistic` (X may still be float32 where ``dtype`` is float64).
+
+    On CPU with numba installed: the compiled kernel of :mod:`probes.lbfgs_numba`, every problem at once on
+    ``torch.get_num_threads()`` numba threads (it calls no BLAS). It computes in float64 whatever X's dtype, so
+    float32 features are read as they are (the float64 solve of the same numbers, without a float64 copy of X); the
+    results come back in ``dtype``. Otherwise the batched torch L-BFGS: on CPU, chunks of about
+    ``LBFGS_CHUNK_BYTES`` of X one after another on this thread, BLAS on one thread (a step is ~100 small torch ops
+    around two passes over X, so chunks on threads of their own pass the GIL back and forth at every op: on the
+    project's 2-core machine that was no faster when idle and up to twice as slow when busy)."""
     on_cpu = X.device.type == "cpu"
+    kernel = _numba_kernel() if on_cpu else None
+    if kernel is not None:
+        w, b, it, ok = kernel.solve_numba(X.detach().numpy(), y.detach().numpy(), sw.detach().numpy(), C, max_iter,
+                                          tol, threads=torch.get_num_threads())
+        out = np.float32 if dtype == torch.float32 else np.float64
+        return LogisticFit(w.astype(out, copy=False), b.astype(out, copy=False), it, ok, "lbfgs", backend="numba")
+    X = X.to(dtype)
     size = batch_size or (max(1, LBFGS_CHUNK_BYTES // X[0].nbytes) if on_cpu else len(X))
     with torch.inference_mode(), _blas().limit(limits=1 if on_cpu else None, user_api="blas"):
         out = _run_chunks(lambda sl: lbfgs.solve_chunk(X[sl], y[sl], sw[sl], 1.0 / C, max_iter, tol), len(X), size,
                           X.device, threads=1)
         w, b, it, ok = (torch.cat(parts).cpu().numpy() for parts in zip(*out))
     return LogisticFit(w, b, it, ok, "lbfgs")
+
+
+def _numba_kernel():
+    """:mod:`probes.lbfgs_numba`, or None where numba cannot be imported (the torch path runs instead)."""
+    try:
+        return importlib.import_module("probes.lbfgs_numba")
+    except ImportError:
+        return None
+    except RuntimeError as exc:  # numba finds no writable cache folder (read-only install and home)
+        warnings.warn(f"the numba L-BFGS kernel is unavailable ({exc}); using the torch L-BFGS: set NUMBA_CACHE_DIR "
+                      "to a writable folder", RuntimeWarning, stacklevel=3)
+        return None
 
 
 @functools.cache

@@ -226,7 +226,7 @@ def base_to_ft_transfer(base_store, ft_store, site: str, layer: int, position="l
 
 def fit_layers_batched(store, site: str, layers, position="last", judgments=None, C: float = 1.0,
                        device: str = "cpu", by_lang: bool = False) -> dict:
-    """Fit one torch logistic probe per layer (or per layer and language) in a single batched Newton solve.
+    """Fit one logistic probe per layer (or per layer and language) in a single batched solve (``solve_logistic``).
 
     Returns:
         layer -> (coef, intercept), or (layer, lang) -> (coef, intercept) with ``by_lang``. Languages with unequal
