@@ -2,9 +2,10 @@
 
 * :class:`DiffMeanProbe`: the difference-of-means direction, with a 1-D logistic calibration of its projection.
 * :class:`LogisticProbe`: L2 logistic regression whose ``C`` is chosen by inner (group) cross-validation.
-* :class:`TorchLogisticProbe`: L2 logistic regression solved by Newton's method in torch (CPU or GPU), with the same
-  objective as scikit-learn's ``LogisticRegression`` (``C * sum(loss) + ||w||^2 / 2``, intercept unpenalised);
-  :func:`~probes.newton.fit_logistic_batched` fits many such probes at once, e.g. one per layer and language.
+* :class:`TorchLogisticProbe`: L2 logistic regression solved by the batched solvers of :mod:`probes.newton` (CPU or
+  GPU), with the same objective as scikit-learn's ``LogisticRegression`` (``C * sum(loss) + ||w||^2 / 2``,
+  intercept unpenalised); :func:`~probes.newton.fit_logistic_batched` fits many such probes at once, e.g. one per
+  layer and language.
 
 ``fit`` returns ``self``; learned state ends in ``_``; so the probes work with ``GroupKFold``, pipelines and the
 rest of scikit-learn.
@@ -80,17 +81,20 @@ class DiffMeanProbe(_BinaryLinear):
 
 
 class TorchLogisticProbe(_BinaryLinear):
-    """L2 logistic regression solved by batched Newton steps in torch; scikit-learn's objective and regularisation.
+    """L2 logistic regression through :func:`probes.newton.solve_logistic` (numba or torch L-BFGS on CPU, Newton on
+    a GPU or for small problems); scikit-learn's objective and regularisation.
 
     Args:
         C: Inverse regularisation strength (the intercept is not penalised).
-        max_iter: Newton steps at most.
-        tol: Stop when the 2-norm of the gradient of the objective divided by n is at most ``tol``.
+        max_iter: Solver steps at most.
+        tol: Stopping tolerance; None (default) takes the solver's own (L-BFGS: largest gradient entry of
+            scikit-learn's scaled objective <= 1e-5; Newton: gradient 2-norm / n <= 1e-6). A value below 1e-5
+            makes ``auto`` pick Newton.
         device: Torch device.
         dtype: ``float64`` (default) or ``float32``.
     """
 
-    def __init__(self, C: float = 1.0, max_iter: int = 100, tol: float = 1e-6, device: str = "cpu",
+    def __init__(self, C: float = 1.0, max_iter: int = 100, tol: float | None = None, device: str = "cpu",
                  dtype: str = "float64") -> None:
         self.C = C
         self.max_iter = max_iter
@@ -104,8 +108,8 @@ class TorchLogisticProbe(_BinaryLinear):
         fit = solve_logistic(X[None], y[None], self.C, max_iter=self.max_iter, tol=self.tol, device=self.device,
                              dtype=getattr(torch, self.dtype))
         if not fit.converged[0]:
-            warnings.warn(f"TorchLogisticProbe did not converge in {self.max_iter} Newton steps (tol={self.tol}): "
-                          "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+            warnings.warn(f"TorchLogisticProbe did not converge in {self.max_iter} {fit.solver} steps "
+                          f"(tol={self.tol}): raise max_iter or tol", ConvergenceWarning, stacklevel=2)
         self.coef_, self.intercept_, self.n_iter_ = fit.coef, fit.intercept, fit.n_iter.copy()
         return self
 

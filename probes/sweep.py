@@ -6,8 +6,11 @@ Every function returns long-form records (``site``, ``layer``, ``position``, ``l
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
@@ -64,6 +67,42 @@ def out_of_fold(data: ProbeData, probe, n_folds: int = 5) -> np.ndarray:
         model.fit(data.X[tr], data.y[tr], **({"groups": data.groups[tr]} if isinstance(model, LogisticProbe) else {}))
         p[te] = model.predict_proba(data.X[te])[:, 1]
     return p
+
+
+def batched_out_of_fold(data: ProbeData, labels: list[np.ndarray], probe: TorchLogisticProbe,
+                        n_folds: int = 5) -> list[np.ndarray]:
+    """:func:`out_of_fold` for several 0/1 label vectors on the same rows, in one batched solve.
+
+    Every (label vector, fold) pair is one problem of :func:`probes.newton.solve_logistic` over the shared X (a
+    zero-stride view, not a copy), its held-out rows given weight 0, with the probe's ``C``, ``max_iter``, ``tol``,
+    ``device`` and ``dtype``. Folds whose training rows hold one class only are left as NaN, as in
+    :func:`out_of_fold`.
+    """
+    import torch
+
+    from probes.newton import solve_logistic
+
+    folds = _folds(data, n_folds)
+    out = [np.full(len(data.y), np.nan) for _ in labels]
+    jobs = [(i, tr, te) for i, y in enumerate(labels) for tr, te in folds if len(np.unique(y[tr])) == 2]
+    if not jobs:
+        return out
+    dtype = getattr(torch, probe.dtype)
+    X = torch.as_tensor(np.ascontiguousarray(data.X, dtype=np.float32 if dtype == torch.float32 else np.float64))
+    X = X.to(probe.device or "cpu")
+    weight = np.zeros((len(jobs), len(data.y)))
+    for k, (_, tr, _) in enumerate(jobs):
+        weight[k, tr] = 1.0
+    y = np.stack([np.asarray(labels[i], dtype=np.float64) for i, _, _ in jobs])
+    fit = solve_logistic(X.expand(len(jobs), *X.shape), y, probe.C, sample_weight=weight, max_iter=probe.max_iter,
+                         tol=probe.tol, device=probe.device, dtype=dtype)
+    if not fit.converged.all():
+        warnings.warn(f"{int((~fit.converged).sum())} of {len(jobs)} fold probes did not converge in "
+                      f"{probe.max_iter} steps: raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+    for k, (i, _, te) in enumerate(jobs):
+        z = np.asarray(data.X[te], dtype=np.float64) @ fit.coef[k].astype(np.float64) + float(fit.intercept[k])
+        out[i][te] = 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+    return out
 
 
 def score_records(y: np.ndarray, p: np.ndarray, langs: np.ndarray, base: dict, groups: np.ndarray | None = None,
@@ -136,12 +175,17 @@ def layer_sweep(store, site: str = "resid_post", position="last", layers=None, j
         data = probe_dataset(store, site, layer, position, judgments)
         base = {"run_id": store.run.run_id, "site": site, "layer": int(layer), "position": str(position),
                 "probe": probe, "target": data.target}
-        p = out_of_fold(data, est, n_folds)
+        ctrl_y = control_labels(data) if control else None
+        if isinstance(est, TorchLogisticProbe):  # every fold (and the control task) in one batched solve
+            p, *p_ctrl = batched_out_of_fold(data, [data.y] + ([ctrl_y] if control else []), est, n_folds)
+        else:
+            p = out_of_fold(data, est, n_folds)
+            p_ctrl = [out_of_fold(ProbeData(data.X, ctrl_y, data.groups, data.langs, data.ids, "control"), est,
+                                  n_folds)] if control else []
         recs = score_records(data.y, p, data.langs, base, data.groups, n_boot, seed)
         out += recs
         if control:
-            ctrl = ProbeData(data.X, control_labels(data), data.groups, data.langs, data.ids, "control")
-            ctrl_recs = score_records(ctrl.y, out_of_fold(ctrl, est, n_folds), data.langs, base, n_boot=0)
+            ctrl_recs = score_records(ctrl_y, p_ctrl[0], data.langs, base, n_boot=0)
             ctrl_acc = {r["lang"]: r["value"] for r in ctrl_recs if r["metric"] == "accuracy"}
             for r in recs:
                 if r["metric"] == "accuracy" and r["lang"] in ctrl_acc:

@@ -120,3 +120,40 @@ def test_cli_probe(stores, tmp_path):
     assert (tmp_path / "p.npz").exists()
     again = subprocess.run(cmd[:7], capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_batched_out_of_fold_equals_one_fit_per_fold(stores):
+    """The torch probe's sweep solves every fold and the control task at once: same probabilities as fold by fold."""
+    from probes.sweep import batched_out_of_fold, control_labels, out_of_fold
+    from probes.data import ProbeData
+
+    with drift.open_store(stores["base"]) as s:
+        data = probe_dataset(s, "resid_post", 3, "mean")
+    probe = TorchLogisticProbe(tol=1e-8)
+    ctrl = control_labels(data)
+    batched = batched_out_of_fold(data, [data.y, ctrl], probe, n_folds=4)
+    one = out_of_fold(data, probe, 4)
+    one_ctrl = out_of_fold(ProbeData(data.X, ctrl, data.groups, data.langs, data.ids, "control"), probe, 4)
+    for got, ref in ((batched[0], one), (batched[1], one_ctrl)):
+        assert np.isnan(got).sum() == np.isnan(ref).sum() == 0
+        np.testing.assert_allclose(got, ref, atol=1e-6)
+    # a fold whose training rows hold one class is left out (NaN), as fold by fold
+    single = np.where(np.isin(np.arange(len(data.y)), _folds(data, 4)[0][0]), 0, data.y)
+    left = batched_out_of_fold(data, [single], probe, n_folds=4)[0]
+    assert np.isnan(left[_folds(data, 4)[0][1]]).all() and not np.isnan(left).all()
+
+
+def test_torch_sweep_matches_fold_by_fold(stores, monkeypatch):
+    import probes.sweep as sweep
+
+    with drift.open_store(stores["base"]) as s:
+        fast = pd.DataFrame(layer_sweep(s, "resid_post", "mean", probe="torch", n_folds=4, n_boot=0))
+        monkeypatch.setattr(sweep, "TorchLogisticProbe", type("Other", (), {}))  # forces the per-fold path
+        slow = pd.DataFrame(layer_sweep(s, "resid_post", "mean", probe="torch", n_folds=4, n_boot=0))
+    key = ["layer", "lang", "metric"]
+    merged = fast.merge(slow, on=key, suffixes=("", "_ref"))
+    assert len(merged) == len(fast) == len(slow)
+    assert {"accuracy", "auroc", "control_accuracy", "selectivity", "cosine_with_direction"} <= set(merged.metric)
+    both = merged.value.notna() & merged.value_ref.notna()
+    assert (merged.value.notna() == merged.value_ref.notna()).all()
+    assert (merged.value[both] - merged.value_ref[both]).abs().max() < 1e-6
