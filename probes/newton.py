@@ -269,14 +269,29 @@ def solve_logistic(X, y, C: float = 1.0, *, sample_weight=None, max_iter: int = 
         first_order = dev.type == "cpu" and n * d >= LBFGS_MIN_SIZE and (tol is None or tol >= LBFGS_MIN_TOL)
         solver = "lbfgs" if first_order else "dual" if n < d else "primal"
     if solver == "lbfgs":
-        return _solve_lbfgs(X, y, sw, C, max_iter, LBFGS_TOL if tol is None else tol, batch_size, dtype)
+        return _finite(X, _solve_lbfgs(X, y, sw, C, max_iter, LBFGS_TOL if tol is None else tol, batch_size, dtype))
     X, dual, tol = X.to(dtype), solver == "dual", 1e-6 if tol is None else tol
     if batch_size is None and dev.type == "cpu":  # keep each thread's share in cache
         batch_size = max(1, CPU_CHUNK_BYTES // (X.element_size() * (n * n if dual else d * d) + X[0].nbytes))
     out = _run_chunks(lambda sl: _solve_chunk(X[sl], y[sl], sw[sl], 1.0 / C, dual, max_iter, tol), P, batch_size,
                       dev)
     w, b, it, ok = (torch.cat(parts).cpu().numpy() for parts in zip(*out))
-    return LogisticFit(w, b, it, ok, solver)
+    return _finite(X, LogisticFit(w, b, it, ok, solver))
+
+
+def _finite(X: torch.Tensor, fit: LogisticFit) -> LogisticFit:
+    """``fit``, unless a problem that did not converge has NaN or infinite features (checked only then, so the
+    common path pays nothing): then a one-line error naming those problems."""
+    from drift.errors import DriftError
+
+    unconverged = np.flatnonzero(~fit.converged) if not fit.converged.all() else []
+    bad = [int(p) for p in unconverged if not bool(torch.isfinite(X[int(p)]).all())]
+    if bad:
+        raise DriftError(f"X has NaN or infinite values in problems {bad[:10]}: drop or impute those rows (a capture "
+                         "in float16 can overflow; re-extract in bfloat16 or float32)")
+    if not np.isfinite(fit.coef).all() or not np.isfinite(fit.intercept).all():
+        raise DriftError("the fit produced non-finite coefficients: check X for extreme values or lower C")
+    return fit
 
 
 def _is_float32(a) -> bool:

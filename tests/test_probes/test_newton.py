@@ -120,3 +120,13 @@ def test_group_bootstrap_keeps_groups_whole_and_is_seeded():
     assert ci == bootstrap_auroc_ece(y, p, groups, seed=3)
     assert ci["auroc"][0] <= roc_auc_score(y, p) <= ci["auroc"][1]
     assert ci["ece"][0] <= expected_calibration_error(y, p) <= ci["ece"][1]
+
+
+@pytest.mark.parametrize("solver", ["auto", "dual", "primal", "lbfgs"])
+def test_non_finite_features_are_a_clear_error(solver):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3, 300, 120)).astype(np.float32)
+    y = (rng.random((3, 300)) > 0.5).astype(float)
+    X[1, 5, 5] = np.nan
+    with pytest.raises(DriftError, match=r"NaN or infinite values in problems \[1\]"):
+        solve_logistic(X, y, 1.0, solver=solver)
