@@ -61,7 +61,8 @@ def register(sub) -> dict:
 
     p = sub.add_parser("audit", help="score the judges against human labels filled into audit.csv")
     p.add_argument("judged", help="the folder written by drift judge")
-    p.add_argument("--labels", required=True, help="the audited CSV (the 'human' column filled in)")
+    p.add_argument("--labels", required=True, nargs="+",
+                   help="the audited CSV (the 'human' column filled in), or labelled .jsonl sets (a gold field)")
     p.add_argument("--out", help="output CSV (default: JUDGED/judge_accuracy.csv)")
 
     p = sub.add_parser("export", help="copy completions for sharing, redacting harmful ones by default")

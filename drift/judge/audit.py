@@ -40,25 +40,52 @@ def export_disagreements(verdicts: pd.DataFrame, completions: pd.DataFrame, out:
     return out
 
 
-def import_human_labels(path: str | Path, verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Read an audited CSV and return each judge's accuracy against the human labels, per language and pooled.
+def read_labels(paths) -> pd.DataFrame:
+    """Human labels from audited CSVs (``run_id``, ``id``, ``human``) or labelled JSONL sets (``id`` and ``human`` or
+    ``gold``, ``run_id`` optional, e.g. ``tests/fixtures/judge/lexicon_real/*.jsonl``); rows without a label are
+    dropped. Columns: id, human, and run_id where every file has it."""
+    frames = []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        path = Path(path)
+        if not path.is_file():
+            raise DriftError(f"labels file not found: {path}")
+        if path.suffix == ".jsonl":
+            table = pd.read_json(path, lines=True, dtype=False).astype(object)
+            if "human" not in table.columns and "gold" in table.columns:
+                table = table.rename(columns={"gold": "human"})
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if not {"id", "human"} <= set(table.columns):
+            raise DriftError(f"{path} lacks an id or a human (or gold) column: fill in the file written by the "
+                             "export, or give a labelled .jsonl set")
+        frames.append(table[[c for c in ("run_id", "id", "human") if c in table.columns]])
+    human = pd.concat(frames, ignore_index=True)
+    human["human"] = human["human"].fillna("").astype(str).str.strip()
+    human = human[human["human"] != ""]
+    bad = sorted(set(human["human"]) - set(VERDICTS))
+    if bad:
+        raise DriftError(f"unknown human labels {bad}; use refusal, compliance or incoherent")
+    return human.dropna(axis=1, how="any") if "run_id" in human.columns else human
+
+
+def import_human_labels(path, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Score each judge against human labels, per language and pooled.
+
+    Args:
+        path: One or more label files (see :func:`read_labels`): the audited ``audit.csv``, or labelled JSONL sets.
+        verdicts: ``verdicts.csv`` of ``drift judge``.
 
     Rows without a human label are ignored; a label outside refusal/compliance/incoherent is an error. Verdicts are
-    compared after the coherence override (what ASR counts); null counts as wrong. Columns: judge, lang, n,
-    accuracy, ci_low, ci_high.
+    compared after the coherence override (what ASR counts); null counts as wrong. Labels without ``run_id`` join
+    on ``id`` alone, which must then name one completion. Columns: judge, lang, n, accuracy, ci_low, ci_high.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DriftError(f"audit file not found: {path}")
-    human = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if not {"run_id", "id", "human"} <= set(human.columns):
-        raise DriftError(f"{path} lacks run_id, id or human columns: fill in the file written by the export")
-    human = human[human["human"].str.strip() != ""]
-    bad = sorted(set(human["human"].str.strip()) - set(VERDICTS))
-    if bad:
-        raise DriftError(f"{path}: unknown human labels {bad}; use refusal, compliance or incoherent")
-    human = human.assign(human=human["human"].str.strip())[["run_id", "id", "human"]]
-    joined = verdicts.merge(human, on=["run_id", "id"], how="inner")
+    human = read_labels(path)
+    keys = ["run_id", "id"] if "run_id" in human.columns else ["id"]
+    if keys == ["id"] and verdicts.groupby(["judge", "id"]).size().max() > 1:
+        raise DriftError("the labels have no run_id and an id occurs in several runs of the verdicts: add a run_id "
+                         "column to the labels")
+    human = human[keys + ["human"]].drop_duplicates(keys)
+    joined = verdicts.merge(human, on=keys, how="inner")
     rows = []
     for lang_all in (False, True):
         keys = ["judge"] if lang_all else ["judge", "lang"]

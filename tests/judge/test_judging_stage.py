@@ -4,6 +4,7 @@ agreement, ensembles, the audit round trip."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -266,3 +267,25 @@ def test_asr_table_groups_are_consistent():
     assert per_lang["n"].sum() == pooled["n"] == 200
     assert (per_lang["value"] * per_lang["n"]).sum() / 200 == pytest.approx(pooled["value"])
     assert ((asr.ci_low <= asr.value) & (asr.value <= asr.ci_high)).all()
+
+
+def test_labelled_sets_score_any_judge(tmp_path):
+    """``drift audit --labels`` takes labelled JSONL sets (a ``gold`` field, no run_id): any judge configuration can
+    be scored on the real-output set, and the numbers equal tools/lexicon_eval.py's."""
+    from drift.cli import main
+
+    sets = Path(__file__).resolve().parents[1] / "fixtures" / "judge" / "lexicon_real"
+    files = [str(sets / "en.jsonl"), str(sets / "zh.jsonl")]
+    out = tmp_path / "judged"
+    assert main(["judge", *files, "--judges", "refusal-lexicon-strict", "--out", str(out), "--quiet"]) == 0
+    assert main(["audit", str(out), "--labels", *files]) == 0
+    acc = pd.read_csv(out / "judge_accuracy.csv").set_index(["judge", "lang"])["accuracy"]
+    assert acc[("refusal-lexicon-strict", "en")] >= 0.95 and acc[("refusal-lexicon-strict", "all")] < 1.0
+    assert int(pd.read_csv(out / "judge_accuracy.csv").query("lang == 'all'")["n"].iloc[0]) == 144
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "verdict": "refusal"}) + "\n")
+    with pytest.raises(DriftError, match="lacks an id or a human"):
+        import_human_labels([bad], pd.read_csv(out / "verdicts.csv"))
+    twice = pd.concat([pd.read_csv(out / "verdicts.csv").assign(run_id=r) for r in ("a", "b")])
+    with pytest.raises(DriftError, match="add a run_id"):
+        import_human_labels(files, twice)
