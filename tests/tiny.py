@@ -100,3 +100,15 @@ def save_tiny(family: str, folder: Path, template: str | None = CHATML, **kwargs
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def logistic_problems(P: int, n: int, d: int, seed: int = 0, offset: float = 1.0):
+    """P uncentred, unscaled logistic-regression problems (X (P, n, d), y (P, n)) with a signal in the first two
+    features that grows with the problem index; ``offset`` scales the features' common offsets."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(P, n, d)) * rng.uniform(0.2, 3.0, size=d) + rng.normal(size=d) * offset
+    y = rng.integers(0, 2, size=(P, n))
+    X[:, :, :2] += (2 * y - 1)[..., None] * np.linspace(0.3, 1.5, P)[:, None, None]
+    return X, y

@@ -16,16 +16,13 @@ from sklearn.linear_model import LogisticRegression
 from drift import DriftError
 from probes import lbfgs
 from probes.newton import LBFGS_MIN_SIZE, LBFGS_MIN_TOL, fit_logistic_batched, solve_logistic
+from tiny import logistic_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _problems(P, n, d, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(P, n, d)) * rng.uniform(0.2, 3.0, size=d) + rng.normal(size=d)  # uncentred, unscaled
-    y = rng.integers(0, 2, size=(P, n))
-    X[:, :, :2] += (2 * y - 1)[..., None] * np.linspace(0.3, 1.5, P)[:, None, None]
-    return X, y
+    return logistic_problems(P, n, d, seed)
 
 
 def _sklearn_gradient(w, b, X, y, C, sw):

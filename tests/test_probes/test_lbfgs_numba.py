@@ -12,16 +12,13 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from probes.newton import solve_logistic
+from tiny import logistic_problems
 
 kernel = pytest.importorskip("probes.lbfgs_numba")
 
 
 def _problems(P, n, d, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(P, n, d)) * rng.uniform(0.2, 3.0, size=d) + rng.normal(size=d) * 3  # uncentred, unscaled
-    y = rng.integers(0, 2, size=(P, n))
-    X[:, :, :2] += (2 * y - 1)[..., None] * np.linspace(0.3, 1.5, P)[:, None, None]
-    return X, y
+    return logistic_problems(P, n, d, seed, offset=3)
 
 
 def _with_padding(X, y, sw, rng, k=25):

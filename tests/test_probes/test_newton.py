@@ -14,14 +14,11 @@ from drift import DriftError
 from probes.newton import fit_logistic_batched, solve_logistic
 from probes.resample import bootstrap_auroc_ece, group_bootstrap_weights, weighted_auroc, weighted_ece
 from probes.sweep import expected_calibration_error
+from tiny import logistic_problems
 
 
 def _problems(P, n, d, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(P, n, d)) * rng.uniform(0.2, 3.0, size=d) + rng.normal(size=d)  # uncentred, unscaled
-    y = rng.integers(0, 2, size=(P, n))
-    X[:, :, :2] += (2 * y - 1)[..., None] * np.linspace(0.3, 1.5, P)[:, None, None]
-    return X, y
+    return logistic_problems(P, n, d, seed)
 
 
 def _objective(w, b, X, y, C):
