@@ -284,8 +284,7 @@ def _finite(X: torch.Tensor, fit: LogisticFit) -> LogisticFit:
     common path pays nothing): then a one-line error naming those problems."""
     from drift.errors import DriftError
 
-    unconverged = np.flatnonzero(~fit.converged) if not fit.converged.all() else []
-    bad = [int(p) for p in unconverged if not bool(torch.isfinite(X[int(p)]).all())]
+    bad = [int(p) for p in np.flatnonzero(~fit.converged) if not bool(torch.isfinite(X[int(p)]).all())]
     if bad:
         raise DriftError(f"X has NaN or infinite values in problems {bad[:10]}: drop or impute those rows (a capture "
                          "in float16 can overflow; re-extract in bfloat16 or float32)")

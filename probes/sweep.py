@@ -6,11 +6,8 @@ Every function returns long-form records (``site``, ``layer``, ``position``, ``l
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
@@ -73,14 +70,12 @@ def batched_out_of_fold(data: ProbeData, labels: list[np.ndarray], probe: TorchL
                         n_folds: int = 5) -> list[np.ndarray]:
     """:func:`out_of_fold` for several 0/1 label vectors on the same rows, in one batched solve.
 
-    Every (label vector, fold) pair is one problem of :func:`probes.newton.solve_logistic` over the shared X (a
+    Every (label vector, fold) pair is one problem of :func:`probes.newton.fit_logistic_batched` over the shared X (a
     zero-stride view, not a copy), its held-out rows given weight 0, with the probe's ``C``, ``max_iter``, ``tol``,
     ``device`` and ``dtype``. Folds whose training rows hold one class only are left as NaN, as in
     :func:`out_of_fold`.
     """
     import torch
-
-    from probes.newton import solve_logistic
 
     folds = _folds(data, n_folds)
     out = [np.full(len(data.y), np.nan) for _ in labels]
@@ -94,13 +89,10 @@ def batched_out_of_fold(data: ProbeData, labels: list[np.ndarray], probe: TorchL
     for k, (_, tr, _) in enumerate(jobs):
         weight[k, tr] = 1.0
     y = np.stack([np.asarray(labels[i], dtype=np.float64) for i, _, _ in jobs])
-    fit = solve_logistic(X.expand(len(jobs), *X.shape), y, probe.C, sample_weight=weight, max_iter=probe.max_iter,
-                         tol=probe.tol, device=probe.device, dtype=dtype)
-    if not fit.converged.all():
-        warnings.warn(f"{int((~fit.converged).sum())} of {len(jobs)} fold probes did not converge in "
-                      f"{probe.max_iter} steps: raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+    coef, intercept = fit_logistic_batched(X.expand(len(jobs), *X.shape), y, probe.C, max_iter=probe.max_iter,
+                                           device=probe.device, tol=probe.tol, sample_weight=weight, dtype=dtype)
     for k, (i, _, te) in enumerate(jobs):
-        z = np.asarray(data.X[te], dtype=np.float64) @ fit.coef[k].astype(np.float64) + float(fit.intercept[k])
+        z = np.asarray(data.X[te], dtype=np.float64) @ coef[k].astype(np.float64) + float(intercept[k])
         out[i][te] = 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
     return out
 

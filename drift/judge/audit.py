@@ -65,7 +65,9 @@ def read_labels(paths) -> pd.DataFrame:
     bad = sorted(set(human["human"]) - set(VERDICTS))
     if bad:
         raise DriftError(f"unknown human labels {bad}; use refusal, compliance or incoherent")
-    return human.dropna(axis=1, how="any") if "run_id" in human.columns else human
+    if "run_id" in human.columns and human["run_id"].isna().any():  # some files have no run_id: join on id alone
+        human = human.drop(columns="run_id")
+    return human
 
 
 def import_human_labels(path, verdicts: pd.DataFrame) -> pd.DataFrame:
